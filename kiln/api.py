@@ -1,0 +1,102 @@
+"""The public entry points: compile(), load(), import_onnx(), and the Module they return."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, KilnError, UnsupportedError
+from .ir.graph import Graph
+from .ir.types import TensorType
+from .runtime.interpreter import Interpreter
+from .runtime.validate import bind_inputs
+
+TARGETS = ("interpret",)           # "cpu" and "cuda" arrive with their backends
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str
+    dtype: str | None               # kiln dtype name ("f32"), None when unknown
+    shape: tuple | None             # ints, symbolic dims as strings, None for unknown dims
+
+    @classmethod
+    def of(cls, v) -> "IOSpec":
+        t = v.type
+        if isinstance(t, TensorType):
+            return cls(v.name, t.dtype.name if t.dtype else None, t.shape)
+        return cls(v.name, str(t), None)
+
+
+def to_graph(src, **kw) -> Graph:
+    """A Graph from any source kiln reads: Graph, IR text, ONNX path/bytes/ModelProto."""
+    if isinstance(src, Graph):
+        return src
+    if isinstance(src, (str, os.PathLike)) and str(src).lstrip().startswith("graph "):
+        from .ir.parser import parse_ir
+        return parse_ir(str(src), kw.get("weights"))
+    if isinstance(src, (str, os.PathLike, bytes, bytearray)) or type(src).__name__ == "ModelProto":
+        from .frontend.onnx_import import import_onnx
+        return import_onnx(src)
+    raise KilnError(f"kiln cannot compile a {type(src).__name__}; give an ONNX path, "
+                    "ModelProto, kiln Graph or IR text")
+
+
+class Module:
+    """A compiled model: `run(dict) -> list`, `m(*arrays)`, `inputs`, `outputs`, `manifest`."""
+
+    def __init__(self, graph: Graph, target: str, opt_level: int = 2, threads: int | None = None):
+        self.graph, self.target = graph, target
+        self.opt_level, self.threads = opt_level, threads
+        self.name = graph.meta.get("source", graph.name)
+        self._interp = Interpreter()
+
+    @property
+    def inputs(self) -> list[IOSpec]:
+        return [IOSpec.of(v) for v in self.graph.inputs]
+
+    @property
+    def outputs(self) -> list[IOSpec]:
+        return [IOSpec.of(v) for v in self.graph.outputs]
+
+    @property
+    def host_ops(self) -> list[str]:
+        """Ops that run through their numpy reference: all of them, when interpreting."""
+        return sorted({n.op for _, n in self.graph.all_nodes()})
+
+    @property
+    def manifest(self) -> dict:
+        spec = lambda s: {"name": s.name, "dtype": s.dtype,
+                          "shape": None if s.shape is None else list(s.shape)}
+        weights = sum(c.data.nbytes for c in self.graph.constants if isinstance(c.data, np.ndarray))
+        return {"target": self.target, "kernels": [], "host_ops": self.host_ops,
+                "arena_bytes": 0, "weights_bytes": int(weights),
+                "inputs": [spec(s) for s in self.inputs], "outputs": [spec(s) for s in self.outputs]}
+
+    def run(self, feeds: dict[str, Any]) -> list:
+        bound = bind_inputs(self.graph, feeds, self.name)
+        outs = self._interp.run(self.graph, bound)
+        return [np.asarray(o) if isinstance(o, np.generic) else o for o in outs]
+
+    def __call__(self, *args):
+        if len(args) != len(self.graph.inputs):
+            raise InputError(f"{self.name}: expects {len(self.graph.inputs)} positional inputs "
+                             f"({', '.join(v.name for v in self.graph.inputs)}), got {len(args)}")
+        outs = self.run({v.name: a for v, a in zip(self.graph.inputs, args)})
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def __repr__(self) -> str:
+        return f"<kiln.Module {self.name} target={self.target} {len(self.graph.nodes)} nodes>"
+
+
+def compile(src, target: str = "interpret", opt_level: int = 2, threads: int | None = None,
+            **kw) -> Module:
+    """Compile a model for `target` ("interpret" for now; "cpu" and "cuda" with their backends)."""
+    if target not in TARGETS:
+        raise UnsupportedError(f"unknown target {target!r}; kiln supports {', '.join(TARGETS)}")
+    if not isinstance(opt_level, int) or not 0 <= opt_level <= 3:
+        raise KilnError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+    graph = to_graph(src, **kw)
+    return Module(graph, target, opt_level, threads)

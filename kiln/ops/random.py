@@ -1,0 +1,4 @@
+"""TODO: ops of this family."""
+from __future__ import annotations
+
+OPS: list = []

@@ -1,0 +1,1 @@
+"""Running graphs: input validation, the reference interpreter, compiled modules."""
