@@ -69,7 +69,8 @@ class _Parser:
             pos = self.toks[self.i][2]
         line = self.text.count("\n", 0, pos) + 1
         col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        src = self.text.splitlines()[line - 1] if self.text else ""
+        lines = self.text.split("\n")
+        src = lines[line - 1] if line <= len(lines) else ""
         raise IRParseError(f"line {line}, column {col}: {msg}\n  {src}\n  {' ' * (col - 1)}^")
 
     def peek(self, k: int = 0):
@@ -77,7 +78,8 @@ class _Parser:
 
     def next(self):
         t = self.toks[self.i]
-        self.i += 1
+        if t[0] != "eof":
+            self.i += 1
         return t
 
     def at(self, text: str) -> bool:
