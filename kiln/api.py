@@ -87,6 +87,11 @@ class Module:
         outs = self.run({v.name: a for v, a in zip(self.graph.inputs, args)})
         return outs[0] if len(outs) == 1 else tuple(outs)
 
+    def save(self, path) -> None:
+        """Write the module as one `.kiln` file; `kiln.load(path)` reads it back."""
+        from .runtime.artifact import save
+        save(self, path)
+
     def __repr__(self) -> str:
         return f"<kiln.Module {self.name} target={self.target} {len(self.graph.nodes)} nodes>"
 
@@ -100,3 +105,9 @@ def compile(src, target: str = "interpret", opt_level: int = 2, threads: int | N
         raise KilnError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
     graph = to_graph(src, **kw)
     return Module(graph, target, opt_level, threads)
+
+
+def load(path) -> Module:
+    """Load a `.kiln` artifact written by `Module.save`."""
+    from .runtime.artifact import load as _load
+    return _load(path)

@@ -144,3 +144,24 @@ def test_mangled_text_gives_only_parse_errors():
             kiln.parse_ir(text)
         except IRParseError:
             pass
+
+
+def test_verifier_accepts_sound_graphs_and_lists_problems():
+    from kiln.errors import VerifyError
+    from kiln.ir import verify
+    g = kiln.parse_ir("graph g(%x: f32[2]) {\n  %y: f32[2] = Relu(%x)\n  return %y\n}")
+    assert verify(g) is g
+    g.nodes[0].attrs["bogus"] = 1
+    g.nodes.append(g.nodes[0])                       # the same outputs defined twice
+    with pytest.raises(VerifyError) as e:
+        verify(g)
+    msg = str(e.value)
+    assert "no attribute 'bogus'" in msg and "defined more than once" in msg
+    g = kiln.parse_ir("graph g(%x: f32[2]) {\n  %y: f32[2] = Relu(%x)\n  return %y\n}")
+    g.nodes[0].inputs = [g.nodes[0].outputs[0]]      # uses its own output
+    with pytest.raises(VerifyError, match="not defined before use"):
+        verify(g)
+    g = kiln.parse_ir("graph g() {\n  %c: f32[2] = const [1.0, 2.0]\n  return %c\n}")
+    g.constants[0].data = np.zeros(3, np.float32)
+    with pytest.raises(VerifyError, match="has shape"):
+        verify(g)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kiln
+from kiln.ir import verify
 from onnx_suite import cases, compare, expected_failures, load_case
 
 XFAIL = expected_failures("onnx_expected_failures.txt")
@@ -27,7 +28,7 @@ def test_case(name):
     model, data = load_case(case)
     if not data:
         pytest.skip("case ships no data")
-    graph = kiln.import_onnx(model)
+    graph = verify(kiln.import_onnx(model))
     text = str(graph)
     assert str(kiln.parse_ir(text, graph.weights())) == text
     m = kiln.compile(graph, target="interpret")

@@ -1,0 +1,99 @@
+"""Whole models built in code with random weights, run by kiln and checked against onnxruntime."""
+import numpy as np
+import onnx
+import pytest
+
+import kiln
+from kiln.testing.models import small_cnn
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def run_ort(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return small_cnn()
+
+
+@pytest.fixture(scope="module")
+def cnn_module(cnn):
+    return kiln.compile(cnn, target="interpret")
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_small_cnn_matches_onnxruntime(cnn, cnn_module, batch):
+    x = np.random.default_rng(batch).standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    (ours,) = cnn_module.run({"image": x})
+    (ref,) = run_ort(cnn, {"image": x})
+    assert ours.shape == (batch, 10) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_symbolic_batch_flows_through_inference(cnn):
+    g = kiln.import_onnx(cnn)
+    assert g.inputs[0].type.shape == ("N", 3, 32, 32)
+    assert g.outputs[0].type.shape == ("N", 10)
+    by_name = {v.name: v for v in g.all_values()}
+    assert by_name["stem.out"].type.shape == ("N", 16, 32, 32)
+    assert by_name["block2.out"].type.shape == ("N", 64, 4, 4)
+    text = str(g)
+    assert str(kiln.parse_ir(text, g.weights())) == text
+
+
+def test_module_describes_its_io(cnn_module):
+    (i,), (o,) = cnn_module.inputs, cnn_module.outputs
+    assert (i.name, i.dtype, i.shape) == ("image", "f32", ("N", 3, 32, 32))
+    assert (o.name, o.dtype, o.shape) == ("probs", "f32", ("N", 10))
+    man = cnn_module.manifest
+    assert man["target"] == "interpret" and man["inputs"][0]["shape"] == ["N", 3, 32, 32]
+    assert man["weights_bytes"] > 0 and "Conv" in man["host_ops"]
+
+
+def test_external_data(tmp_path, cnn):
+    path = tmp_path / "cnn.onnx"
+    onnx.save_model(cnn, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="cnn.weights", size_threshold=0)
+    assert (tmp_path / "cnn.weights").exists()
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (ours,) = kiln.compile(str(path), target="interpret").run({"image": x})
+    (ref,) = run_ort(cnn, {"image": x})
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    (tmp_path / "cnn.weights").unlink()
+    with pytest.raises(kiln.KilnError, match="external data"):
+        kiln.import_onnx(str(path))
+
+
+def test_initializer_listed_as_input_is_a_feedable_constant(cnn):
+    m = onnx.ModelProto()
+    m.CopyFrom(cnn)
+    m.graph.input.append(onnx.helper.make_tensor_value_info("fc.b", onnx.TensorProto.FLOAT, [10]))
+    g = kiln.import_onnx(m)
+    assert [v.name for v in g.inputs] == ["image"]
+    const = next(c for c in g.constants if c.name == "fc.b")
+    assert const.feedable and "%fc.b: f32[10] = param" in str(g)
+    mod = kiln.compile(m, target="interpret")
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    default = mod.run({"image": x})[0]
+    bias = np.zeros(10, np.float32)
+    bias[3] = 50.0
+    fed = mod.run({"image": x, "fc.b": bias})[0]
+    assert fed.argmax() == 3 and not np.allclose(default, fed)
+
+
+def test_save_and_load(tmp_path, cnn, cnn_module):
+    path = tmp_path / "cnn.kiln"
+    cnn_module.save(path)
+    m2 = kiln.load(path)
+    x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(m2.run({"image": x})[0], cnn_module.run({"image": x})[0])
+    assert m2.inputs == cnn_module.inputs
+    data = path.read_bytes()
+    (tmp_path / "cut.kiln").write_bytes(data[: len(data) // 2])
+    with pytest.raises(kiln.KilnError, match="corrupt or truncated"):
+        kiln.load(tmp_path / "cut.kiln")
+    with pytest.raises(kiln.KilnError, match="not found"):
+        kiln.load(tmp_path / "none.kiln")
