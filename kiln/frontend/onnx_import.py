@@ -142,6 +142,10 @@ class ImportedNode:
         self.name = name
         self.graph = graph
 
+    def fresh(self, base: str) -> str:
+        """A name no other value in the model has (for values an upgrade hook creates)."""
+        return self._fresh(base)
+
     def const(self, data, hint: str = "c") -> Value:
         """A new constant input (e.g. an attribute that later opsets take as an input)."""
         return self.graph.add_const(self._fresh(f"{self.name or self.op_type}_{hint}"),

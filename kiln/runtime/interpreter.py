@@ -62,6 +62,8 @@ class Interpreter:
         if d.wants_n_outputs:
             kw["n_outputs"] = len(node.outputs)
         args = [None if v is None else env[v] for v in node.inputs]
+        if not d.variadic_inputs and len(args) < len(d.inputs):
+            args += [None] * (len(d.inputs) - len(args))    # trailing optional inputs left out
         try:
             result = d.reference(*args, **kw)
         except KilnError:
