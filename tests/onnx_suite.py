@@ -28,7 +28,8 @@ def load_case(case):
     import onnx
     from onnx import numpy_helper
     if case.model is not None:
-        return case.model, list(case.data_sets)
+        conv = lambda xs: [numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x for x in xs]
+        return case.model, [(conv(i), conv(o)) for i, o in case.data_sets]
     model = onnx.load(os.path.join(case.model_dir, "model.onnx"))
     data = []
     for d in sorted(glob.glob(os.path.join(case.model_dir, "test_data_set_*"))):
@@ -79,6 +80,9 @@ def compare(outs, refs, rtol, atol):
             assert o.tolist() == r.tolist(), "object mismatch"
             continue
         assert o.shape == r.shape, f"shape {o.shape} != {r.shape}"
+        if r.dtype.kind == "V":       # bf16 / fp8 from ml_dtypes: compare values, NaN == NaN
+            assert o.dtype == r.dtype, f"dtype {o.dtype} != {r.dtype}"
+            o, r = o.astype(np.float32), r.astype(np.float32)
         if np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.complexfloating):
             np.testing.assert_allclose(o.astype(r.dtype) if o.dtype != r.dtype else o, r,
                                        rtol=rtol, atol=atol, equal_nan=True)

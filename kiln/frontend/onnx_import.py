@@ -151,6 +151,13 @@ class ImportedNode:
         return self.graph.add_const(self._fresh(f"{self.name or self.op_type}_{hint}"),
                                     np.asarray(data))
 
+    def add_node(self, op: str, inputs, attrs=None, hint: str = "") -> Value:
+        """Insert a helper node before this one (e.g. an Unsqueeze an old opset implied);
+        returns its (single) output."""
+        out = Value(self._fresh(f"{self.name or self.op_type}_{hint or op}"))
+        self.graph.nodes.append(Node(op, inputs, [out], attrs or {}, f"{self.name}/{op}" if self.name else ""))
+        return out
+
     def move_attr_to_input(self, attr: str, index: int, dtype=np.int64):
         """Older opsets gave this operand as attribute `attr`; newer ones take it as input `index`."""
         if attr in self.attrs:

@@ -14,7 +14,7 @@ def small_cnn(batch="N", seed: int = 0, opset: int = 17):
 
     def w(name, *shape, scale=None):
         fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
-        a = rng.standard_normal(shape).astype(np.float32) * (scale or np.sqrt(2.0 / fan_in))
+        a = (rng.standard_normal(shape) * (scale or np.sqrt(2.0 / fan_in))).astype(np.float32)
         inits.append(numpy_helper.from_array(a, name))
         return name
 
