@@ -55,7 +55,9 @@ def test_module_describes_its_io(cnn_module):
 
 def test_external_data(tmp_path, cnn):
     path = tmp_path / "cnn.onnx"
-    onnx.save_model(cnn, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+    copy = onnx.ModelProto()
+    copy.CopyFrom(cnn)                     # save_model moves the weights out of the proto it gets
+    onnx.save_model(copy, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                     location="cnn.weights", size_threshold=0)
     assert (tmp_path / "cnn.weights").exists()
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)

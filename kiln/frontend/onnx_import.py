@@ -79,7 +79,7 @@ def _load_external(model, base_dir: str):
     if any(uses_external_data(t) for t in _all_initializers(model.graph)):
         try:
             load_external_data_for_model(model, base_dir)
-        except (OSError, ValueError) as e:
+        except Exception as e:        # OSError, ValueError, onnx's ValidationError
             raise ModelLoadError(f"cannot read external data of the model from {base_dir}: {e}") from None
 
 
