@@ -13,7 +13,7 @@ from .ir.types import TensorType
 from .runtime.interpreter import Interpreter
 from .runtime.validate import bind_inputs
 
-TARGETS = ("interpret",)           # "cpu" and "cuda" arrive with their backends
+TARGETS = ("cpu", "interpret")      # "cuda" arrives with its backend
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,14 @@ def to_graph(src, **kw) -> Graph:
 class Module:
     """A compiled model: `run(dict) -> list`, `m(*arrays)`, `inputs`, `outputs`, `manifest`."""
 
-    def __init__(self, graph: Graph, target: str, opt_level: int = 2, threads: int | None = None):
+    def __init__(self, graph: Graph, target: str, opt_level: int = 2, threads: int | None = None,
+                 native=None, compile_info: dict | None = None):
         self.graph, self.target = graph, target
         self.opt_level, self.threads = opt_level, threads
         self.name = graph.meta.get("source", graph.name)
         self._interp = Interpreter()
+        self._native = native                   # runtime.native.NativeModel for target "cpu"
+        self.compile_info = compile_info or {}
 
     @property
     def inputs(self) -> list[IOSpec]:
@@ -63,21 +66,38 @@ class Module:
 
     @property
     def host_ops(self) -> list[str]:
-        """Ops that run through their numpy reference: all of them, when interpreting."""
-        return sorted({n.op for _, n in self.graph.all_nodes()})
+        """Ops that run through their numpy reference (all of them, when interpreting)."""
+        if self._native is None:
+            return sorted({n.op for _, n in self.graph.all_nodes()})
+        prog = self._native.program
+        return sorted({self.graph.nodes[i].op for i in prog.host})
 
     @property
     def manifest(self) -> dict:
         spec = lambda s: {"name": s.name, "dtype": s.dtype,
                           "shape": None if s.shape is None else list(s.shape)}
         weights = sum(c.data.nbytes for c in self.graph.constants if isinstance(c.data, np.ndarray))
-        return {"target": self.target, "kernels": [], "host_ops": self.host_ops,
-                "arena_bytes": 0, "weights_bytes": int(weights),
-                "inputs": [spec(s) for s in self.inputs], "outputs": [spec(s) for s in self.outputs]}
+        kernels, host_nodes, arena = [], [], 0
+        if self._native is not None:
+            prog = self._native.program
+            for i in sorted(prog.native):
+                nk = prog.native[i]
+                kernels.append({"name": nk.fn, "nodes": [nk.node.name or f"{nk.node.op}_{i}"],
+                                "ops": [nk.node.op]})
+            host_nodes = [{"node": self.graph.nodes[i].name, "op": self.graph.nodes[i].op,
+                           "reason": prog.host_reasons[i]} for i in prog.host]
+            arena = self._native.last_arena_bytes
+        return {"target": self.target, "kernels": kernels, "host_ops": self.host_ops,
+                "host_nodes": host_nodes, "arena_bytes": int(arena), "weights_bytes": int(weights),
+                "inputs": [spec(s) for s in self.inputs], "outputs": [spec(s) for s in self.outputs],
+                **self.compile_info}
 
     def run(self, feeds: dict[str, Any]) -> list:
         bound = bind_inputs(self.graph, feeds, self.name)
-        outs = self._interp.run(self.graph, bound)
+        if self._native is not None:
+            outs = self._native.run(bound)
+        else:
+            outs = self._interp.run(self.graph, bound)
         return [np.asarray(o) if isinstance(o, np.generic) else o for o in outs]
 
     def __call__(self, *args):
@@ -104,6 +124,10 @@ def compile(src, target: str = "interpret", opt_level: int = 2, threads: int | N
     if not isinstance(opt_level, int) or not 0 <= opt_level <= 3:
         raise KilnError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
     graph = to_graph(src, **kw)
+    if target == "cpu":
+        from .compiler import compile_cpu
+        return compile_cpu(graph, opt_level=opt_level, threads=threads,
+                           native_only=bool(kw.get("native_only", False)))
     return Module(graph, target, opt_level, threads)
 
 

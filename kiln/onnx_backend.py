@@ -36,6 +36,8 @@ def _kw(kw: dict) -> dict:
         out["opt_level"] = int(out["opt_level"])
     if "threads" in out and out["threads"] is not None:
         out["threads"] = int(out["threads"])
+    if "native_only" in out:
+        out["native_only"] = str(out["native_only"]).lower() in ("1", "true", "yes")
     out.setdefault("target", DEFAULT_TARGET)
     return out
 

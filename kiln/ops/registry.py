@@ -21,6 +21,9 @@ Signature conventions
   subgraph's inputs to get a list of its outputs. A reference that takes a keyword `n_outputs`
   receives the node's number of outputs.
 - `infer(ctx: InferContext) -> list[Type]` gives the output types (see infer.py for helpers).
+- `lower(ctx: LowerCtx) -> [Stmt]` gives the op's loop nest (kiln/lower/context.py); an
+  elementwise op may give `scalar(ctx, *exprs) -> Expr` instead and share the generic loop nest.
+  Without either, the op runs on the host through its reference.
 - `upgrade(node: ImportedNode)` rewrites a node from an older opset into this op's current form
   (attributes that became inputs, changed defaults). It runs in the ONNX importer.
 """
@@ -52,6 +55,8 @@ class OpDef:
     upgrade: Callable | None = None
     domain: str = ""                       # ONNX domain the op is imported from
     doc: str = ""
+    lower: Callable | None = None          # lower(ctx: LowerCtx) -> [loop IR Stmt]
+    scalar: Callable | None = None         # elementwise ops: scalar(ctx, *exprs) -> loop IR Expr
     wants_n_outputs: bool = field(default=False, init=False)
 
     def __post_init__(self):
@@ -116,11 +121,12 @@ class OpDef:
         return out
 
 
-def op(name: str, inputs=(), outputs=("Y",), attrs=None, infer=None, upgrade=None, domain=""):
+def op(name: str, inputs=(), outputs=("Y",), attrs=None, infer=None, upgrade=None, domain="",
+       lower=None, scalar=None):
     """Decorator: turn a numpy reference function into an OpDef."""
     def wrap(fn):
         return OpDef(name, tuple(inputs), tuple(outputs), dict(attrs or {}), fn, infer, upgrade,
-                     domain)
+                     domain, lower=lower, scalar=scalar)
     return wrap
 
 

@@ -1,0 +1,179 @@
+"""Loop IR -> C. Readable output: each kernel names the graph nodes it came from; model strings
+only ever reach the source as sanitized identifiers or escaped comments."""
+from __future__ import annotations
+
+import math
+import re
+
+from ..lower.loopir import (Assign, Bin, Call, Cast, Comment, Const, Dim, For, If, Kernel, Let,
+                            Load, Select, Store, Un, Var)
+
+CTYPE = {"f32": "float", "f64": "double", "i8": "int8_t", "i16": "int16_t", "i32": "int32_t",
+         "i64": "int64_t", "u8": "uint8_t", "u16": "uint16_t", "u32": "uint32_t",
+         "u64": "uint64_t", "bool": "bool"}
+FLOATS = ("f32", "f64")
+
+PRELUDE = r"""#include <stdint.h>
+#include <stdbool.h>
+#include <math.h>
+#include <string.h>
+#if defined(_WIN32)
+#define KILN_EXPORT __declspec(dllexport)
+#else
+#define KILN_EXPORT __attribute__((visibility("default")))
+#endif
+/* min/max that propagate NaN, as numpy and ONNX do */
+static inline float kiln_minf(float a, float b) { return (a != a || a < b) ? a : (b != b ? b : (a < b ? a : b)); }
+static inline float kiln_maxf(float a, float b) { return (a != a || a > b) ? a : (b != b ? b : (a > b ? a : b)); }
+static inline double kiln_min(double a, double b) { return (a != a || a < b) ? a : (b != b ? b : (a < b ? a : b)); }
+static inline double kiln_max(double a, double b) { return (a != a || a > b) ? a : (b != b ? b : (a > b ? a : b)); }
+static inline int64_t kiln_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+static inline int64_t kiln_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+static inline float kiln_roundf(float x) { return nearbyintf(x); }
+static inline double kiln_round(double x) { return nearbyint(x); }
+"""
+
+# generic math name -> (f32 C name, f64 C name)
+MATH = {name: (f"{name}f", name) for name in (
+    "exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+    "asinh", "acosh", "atanh", "erf", "floor", "ceil", "fabs", "pow", "fmod", "log1p", "expm1",
+    "atan2", "exp2")}
+MATH["round"] = ("kiln_roundf", "kiln_round")
+MATH["min"] = ("kiln_minf", "kiln_min")
+MATH["max"] = ("kiln_maxf", "kiln_max")
+
+
+def ident(s: str, prefix: str = "n") -> str:
+    """A C identifier made from any string (model names are untrusted)."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", s)
+    if not out or not (out[0].isalpha() or out[0] == "_"):
+        out = f"{prefix}_{out}"
+    return out[:60]
+
+
+def comment(s: str) -> str:
+    """Text safe inside a C block comment: no `*/`, no newlines or control characters."""
+    s = "".join(c if 32 <= ord(c) < 127 else "?" for c in s)
+    return s.replace("*/", "*_/").replace("/*", "/_*")
+
+
+def literal(v, dtype: str) -> str:
+    if dtype == "bool":
+        return "true" if v else "false"
+    if dtype in FLOATS:
+        f = float(v)
+        if math.isnan(f):
+            return "NAN" if dtype == "f64" else "((float)NAN)"
+        if math.isinf(f):
+            s = "INFINITY" if dtype == "f64" else "((float)INFINITY)"
+            return s if f > 0 else f"(-{s})"
+        text = repr(f)
+        return f"{text}f" if dtype == "f32" else text
+    iv = int(v)
+    if -2**31 < iv < 2**31:
+        return str(iv)
+    if dtype == "u64":
+        return f"UINT64_C({iv})"
+    if dtype == "i64" or dtype == "u32":
+        return f"INT64_C({iv})" if iv != -(2 ** 63) else "INT64_MIN"
+    return str(iv)
+
+
+class CRenderer:
+    def expr(self, e) -> str:
+        if isinstance(e, Const):
+            return literal(e.value, e.dtype)
+        if isinstance(e, Var):
+            return e.name
+        if isinstance(e, Dim):
+            return f"d[{e.slot}]"
+        if isinstance(e, Load):
+            return f"{e.buf}[{self.expr(e.index)}]"
+        if isinstance(e, Bin):
+            a, b = self.expr(e.a), self.expr(e.b)
+            op, dt = e.op, e.a.dtype
+            if op in ("min", "max"):
+                if dt in FLOATS:
+                    return f"{MATH[op][dt == 'f64']}({a}, {b})"
+                return f"(({a}) {'<' if op == 'min' else '>'} ({b}) ? ({a}) : ({b}))"
+            if op == "%" and dt in FLOATS:
+                return f"{MATH['fmod'][dt == 'f64']}({a}, {b})"
+            if op == "floordiv":
+                return f"kiln_floordiv({a}, {b})"
+            if op == "floormod":
+                return f"kiln_floormod({a}, {b})"
+            return f"({a} {op} {b})"
+        if isinstance(e, Un):
+            sym = {"neg": "-", "not": "!", "bitnot": "~"}[e.op]
+            return f"({sym}({self.expr(e.a)}))"
+        if isinstance(e, Call):
+            args = ", ".join(self.expr(a) for a in e.args)
+            if e.fn in MATH and e.dtype in FLOATS:
+                return f"{MATH[e.fn][e.dtype == 'f64']}({args})"
+            if e.fn == "abs":
+                return f"({args} < 0 ? -({args}) : ({args}))"
+            raise ValueError(f"no C function for {e.fn} on {e.dtype}")
+        if isinstance(e, Select):
+            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, Cast):
+            return f"(({CTYPE[e.dtype]})({self.expr(e.a)}))"
+        raise TypeError(f"cannot render {e!r}")
+
+    def stmts(self, stmts, indent: str) -> list[str]:
+        out = []
+        for s in stmts:
+            if isinstance(s, For):
+                ext = self.expr(s.extent)
+                if s.kind == "parallel":
+                    work = self.work(s)
+                    out.append(f"{indent}#pragma omp parallel for schedule(static) if({work} > 32768)")
+                elif s.kind == "vector":
+                    out.append(f"{indent}#pragma omp simd")
+                elif s.kind == "unroll":
+                    out.append(f"{indent}#pragma GCC unroll 8")
+                out.append(f"{indent}for (int64_t {s.var} = {self.expr(s.start)}; {s.var} < {ext}; ++{s.var}) {{")
+                out += self.stmts(s.body, indent + "  ")
+                out.append(f"{indent}}}")
+            elif isinstance(s, Store):
+                out.append(f"{indent}{s.buf}[{self.expr(s.index)}] = {self.expr(s.value)};")
+            elif isinstance(s, Let):
+                out.append(f"{indent}{CTYPE[s.dtype]} {s.var} = {self.expr(s.value)};")
+            elif isinstance(s, Assign):
+                out.append(f"{indent}{s.var} = {self.expr(s.value)};")
+            elif isinstance(s, If):
+                out.append(f"{indent}if ({self.expr(s.cond)}) {{")
+                out += self.stmts(s.then, indent + "  ")
+                if s.orelse:
+                    out.append(f"{indent}}} else {{")
+                    out += self.stmts(s.orelse, indent + "  ")
+                out.append(f"{indent}}}")
+            elif isinstance(s, Comment):
+                out.append(f"{indent}/* {comment(s.text)} */")
+            else:
+                raise TypeError(f"cannot render {s!r}")
+        return out
+
+    def work(self, loop: For) -> str:
+        """Total iterations of a loop and the perfectly nested loops under it (a C expression)."""
+        parts = []
+        s = loop
+        while isinstance(s, For):
+            parts.append(f"({self.expr(s.extent)})")
+            inner = [b for b in s.body if not isinstance(b, Comment)]
+            s = inner[0] if len(inner) == 1 else None
+            if s is not None and not isinstance(s, For):
+                break
+        return " * ".join(parts)
+
+    def kernel(self, k: Kernel, name: str | None = None) -> str:
+        params = []
+        for p in k.params:
+            qual = "const " if p.role == "in" else ""
+            params.append(f"{qual}{CTYPE[p.dtype]}* restrict {p.name}")
+        params.append("const int64_t* restrict d")
+        lines = [f"/* {comment(', '.join(k.sources))} */",
+                 f"static void {name or k.name}({', '.join(params)}) {{",
+                 "  (void)d;"]
+        lines += self.stmts(k.body, "  ")
+        lines.append("}")
+        return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""The compile driver for native targets: graph -> kernels -> C -> shared library -> Module."""
+from __future__ import annotations
+
+import time
+import warnings
+
+from .errors import KilnError
+from .backend.toolchain import build_library
+from .lower.program import lower_graph
+
+
+class HostOpWarning(UserWarning):
+    """Some ops have no native lowering yet and run through their reference implementation."""
+
+
+class HostOpsError(KilnError):
+    """Raised with native_only=True when some nodes would run on the host."""
+
+
+def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_only: bool = False):
+    from .api import Module
+    from .runtime.native import NativeModel
+    t0 = time.perf_counter()
+    program = lower_graph(graph)
+    t1 = time.perf_counter()
+    lib, cached = build_library(program.sources) if program.native else (None, False)
+    t2 = time.perf_counter()
+    if program.host:
+        ops = sorted({graph.nodes[i].op for i in program.host})
+        if native_only:
+            raise HostOpsError(f"{graph.meta.get('source', graph.name)}: no native lowering for "
+                               f"{', '.join(ops)} (native_only=True)")
+        warnings.warn(f"{graph.meta.get('source', graph.name)}: {len(program.host)} nodes run on the "
+                      f"host (no native lowering yet): {', '.join(ops)}", HostOpWarning, stacklevel=3)
+    info = {"compile_seconds": {"lower": round(t1 - t0, 4), "cc": round(t2 - t1, 4)},
+            "cache_hit": cached, "unique_kernels": program.unique_kernels}
+    native = NativeModel(program, lib, threads)
+    return Module(graph, "cpu", opt_level, threads, native=native, compile_info=info)

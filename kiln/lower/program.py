@@ -1,0 +1,220 @@
+"""Graph -> native program: decide which nodes run natively, lower each to a kernel, and emit
+the C translation units with one entry per node, per segment, and for the whole model.
+
+Runtime dims: every dim that is not a compile-time int becomes a slot in the `d` array every
+kernel receives. A symbol (N) is one slot wherever it appears; an unknown dim gets its own slot.
+The runtime (kiln/runtime/native.py) fills the slots for each input signature.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from ..backend.c import CTYPE, PRELUDE, CRenderer, comment, ident
+from ..ir.graph import Graph, Node, Value
+from ..ir.types import TensorType
+from ..ops import REGISTRY
+from .context import LowerCtx, NotLowerable, TensorRef, lower_elementwise
+from .loopir import Const, Dim, Kernel, Param
+
+NATIVE_DTYPES = set(CTYPE)
+KERNELS_PER_UNIT = 40
+
+
+@dataclass
+class NodeKernel:
+    node: Node
+    index: int                 # position in graph.nodes
+    kernel: Kernel
+    fn: str = ""               # the C function that implements it (after deduplication)
+    buffers: list = field(default_factory=list)   # buffer ids, in kernel param order
+
+
+@dataclass
+class Program:
+    graph: Graph
+    slots: dict                # key (symbol str | (value name, axis)) -> slot index
+    value_slots: dict          # Value -> [Const | Dim] per axis
+    buffers: dict              # Value -> buffer id
+    native: dict               # node index -> NodeKernel
+    host: list                 # indices of host nodes
+    host_reasons: dict         # node index -> why it runs on the host
+    segments: list             # [(first node index, last node index)] of native runs
+    sources: dict              # file name -> C text
+    unique_kernels: int
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slots)
+
+
+class SlotTable:
+    def __init__(self):
+        self.slots: dict = {}
+
+    def dim(self, v: Value, axis: int, d):
+        if isinstance(d, int):
+            return Const(d)
+        key = d if isinstance(d, str) else (v.name, axis)
+        if key not in self.slots:
+            self.slots[key] = len(self.slots)
+        return Dim(self.slots[key])
+
+
+def _native_type(v: Value | None) -> bool:
+    if v is None:
+        return True
+    t = v.type
+    return (isinstance(t, TensorType) and t.dtype is not None and t.dtype.name in NATIVE_DTYPES
+            and t.shape is not None)
+
+
+def _param_names(d, n_in: int, n_out: int) -> tuple[list, list]:
+    def names(sig, n):
+        out = []
+        for i in range(n):
+            s = sig[min(i, len(sig) - 1)].rstrip("?*") if sig else f"a{i}"
+            if sig and sig[-1].endswith("*") and i >= len(sig) - 1:
+                s = f"{s}{i - len(sig) + 1}"
+            out.append(ident(s, "p"))
+        return out
+    ins, outs = names(d.inputs, n_in), names(d.outputs, n_out)
+    seen = set()
+    res = []
+    for n in ins + outs:
+        while n in seen or n == "d":
+            n = n + "_"
+        seen.add(n)
+        res.append(n)
+    return res[:n_in], res[n_in:]
+
+
+def lower_graph(graph: Graph, registry=REGISTRY) -> Program:
+    slots = SlotTable()
+    value_slots: dict = {}
+
+    def ref_shape(v: Value):
+        if v not in value_slots:
+            value_slots[v] = [slots.dim(v, k, d) for k, d in enumerate(v.type.shape)]
+        return value_slots[v]
+
+    for v in graph.inputs:
+        if _native_type(v):
+            ref_shape(v)
+    native: dict[int, NodeKernel] = {}
+    host, reasons = [], {}
+    for i, node in enumerate(graph.nodes):
+        d = registry.get(node.op)
+        why = None
+        if d.lower is None and d.scalar is None:
+            why = "no lowering"
+        elif any(True for _ in node.subgraphs()):
+            why = "has subgraphs"
+        elif not all(_native_type(v) for v in node.inputs + node.outputs):
+            why = "types not native (dtype, sequence or unknown rank)"
+        if why is None:
+            try:
+                native[i] = _lower_node(node, i, d, ref_shape)
+            except NotLowerable as e:
+                why = str(e) or "not lowerable"
+        if why is not None:
+            host.append(i)
+            reasons[i] = why
+    buffers: dict = {}
+    for nk in native.values():
+        for v in [v for v in nk.node.inputs if v is not None] + [v for v in nk.node.outputs if v is not None]:
+            buffers.setdefault(v, len(buffers))
+            nk.buffers.append(buffers[v])
+    segments = _segments(len(graph.nodes), native)
+    sources, n_unique = _emit(graph, native, segments, not host)
+    return Program(graph, dict(slots.slots), value_slots, buffers, native, host, reasons,
+                   segments, sources, n_unique)
+
+
+def _lower_node(node: Node, index: int, d, ref_shape) -> NodeKernel:
+    attrs = d.resolve_attrs(node.attrs, node.describe())
+    n_in = len(node.inputs)
+    n_out = len(node.outputs)
+    in_names, out_names = _param_names(d, n_in, n_out)
+    ins = [None if v is None else TensorRef(in_names[k], v.type.dtype.name, ref_shape(v),
+                                           v.data if v.is_const else None)
+           for k, v in enumerate(node.inputs)]
+    outs = [None if v is None else TensorRef(out_names[k], v.type.dtype.name, ref_shape(v))
+            for k, v in enumerate(node.outputs)]
+    ctx = LowerCtx(node, d, attrs, ins, outs)
+    body = d.lower(ctx) if d.lower is not None else lower_elementwise(ctx, d.scalar)
+    params = [Param(t.buf, t.dtype, "in") for t in ins if t is not None]
+    params += [Param(t.buf, t.dtype, "out") for t in outs if t is not None]
+    label = f"{node.op} {node.name!r}" if node.name else node.op
+    k = Kernel(f"k{index}_{ident(node.op)}", params, body, [label], [node.op])
+    return NodeKernel(node, index, k)
+
+
+def _segments(n: int, native: dict) -> list:
+    segs, start = [], None
+    for i in range(n + 1):
+        if i < n and i in native:
+            if start is None:
+                start = i
+        elif start is not None:
+            segs.append((start, i - 1))
+            start = None
+    return segs
+
+
+def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict, int]:
+    r = CRenderer()
+    by_body: dict[str, str] = {}
+    units: list[list[str]] = [[]]
+    for i in sorted(native):
+        nk = native[i]
+        text = r.kernel(nk.kernel, "KERNEL")
+        body = text.split("\n", 1)[1]            # structure only: not the source-node comment
+        h = hashlib.sha1(body.encode()).hexdigest()[:10]
+        if h in by_body:
+            nk.fn = by_body[h]
+            continue
+        nk.fn = f"{nk.kernel.name}_{h[:6]}"
+        by_body[h] = nk.fn
+        if len(units[-1]) >= KERNELS_PER_UNIT:
+            units.append([])
+        units[-1].append(r.kernel(nk.kernel, nk.fn).replace("static void", "void", 1))
+    decls, declared = [], set()
+    for i in sorted(native):
+        nk = native[i]
+        if nk.fn in declared:
+            continue
+        declared.add(nk.fn)
+        params = [f"{'const ' if p.role == 'in' else ''}{CTYPE[p.dtype]}* restrict {p.name}"
+                  for p in nk.kernel.params] + ["const int64_t* restrict d"]
+        decls.append(f"void {nk.fn}({', '.join(params)});")
+    header = PRELUDE + "\n".join(decls) + "\n"
+    # the entry points share the last unit with kernels: a small model is one translation unit
+    sources = {f"kernels_{u}.c": header + "\n\n".join(kernels) + "\n"
+               for u, kernels in enumerate(units[:-1])}
+    lines = [header, "\n\n".join(units[-1]),
+             f"/* model {comment(graph.name)}: {len(native)} native nodes */",
+             "KILN_EXPORT int kiln_abi_version(void) { return 1; }"]
+    for i in sorted(native):
+        lines.append(f"KILN_EXPORT void kiln_node_{i}(void** b, const int64_t* d) {{ {_call(native[i])} }}")
+    for s, (a, z) in enumerate(segments):
+        lines.append(f"KILN_EXPORT void kiln_segment_{s}(void** b, const int64_t* d) {{")
+        for i in range(a, z + 1):
+            lines.append(f"  /* {comment(native[i].kernel.sources[0])} */")
+            lines.append(f"  {_call(native[i])}")
+        lines.append("}")
+    lines.append("KILN_EXPORT int kiln_run(void** b, const int64_t* d) {")
+    if whole:
+        lines += [f"  kiln_segment_{s}(b, d);" for s in range(len(segments))]
+        lines.append("  return 0;")
+    else:
+        lines.append("  (void)b; (void)d;\n  return -1;  /* the model has host ops: run it from Python */")
+    lines.append("}")
+    sources[f"kernels_{len(units) - 1}.c"] = "\n".join(lines) + "\n"
+    return sources, len(by_body)
+
+
+def _call(nk: NodeKernel) -> str:
+    args = [f"({'const ' if p.role == 'in' else ''}{CTYPE[p.dtype]}*)b[{bid}]"
+            for p, bid in zip(nk.kernel.params, nk.buffers)]
+    return f"{nk.fn}({', '.join(args + ['d'])});"

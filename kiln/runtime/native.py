@@ -1,0 +1,255 @@
+"""Running a compiled program: the shared library, weights, per-signature plans, host fallback.
+
+With no host ops and a static plan, one inference is one native call (`kiln_run`) over a pointer
+table: inputs, weights, the arena (intermediates, lifetime-packed) and the outputs. Host ops run
+through their reference between native segments. When shapes depend on the data, the runtime steps
+node by node (`kiln_node_<i>`), learning shapes as values appear.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+import numpy as np
+
+from ..errors import KilnError, OpError
+from ..ir.types import TensorType
+from ..lower.program import Program
+from .interpreter import Interpreter
+from .plan import NoStaticPlan, Plan, concrete, eval_shapes, infer_concrete, plan_arena
+
+
+class _Static:
+    """A plan for one input signature, with its arena and pointer table ready."""
+
+    def __init__(self, plan: Plan, arena: np.ndarray, arrays: dict, table):
+        self.plan, self.arena, self.arrays, self.table = plan, arena, arrays, table
+
+
+class NativeModel:
+    def __init__(self, program: Program, lib_path: str, threads: int | None = None):
+        self.program = program
+        self.graph = program.graph
+        self.lib = _load(lib_path) if lib_path else None     # None: every node runs on the host
+        proto = [ctypes.c_void_p, ctypes.c_void_p]
+        self._node = {}
+        for i in program.native:
+            f = getattr(self.lib, f"kiln_node_{i}")
+            f.argtypes, f.restype = proto, None
+            self._node[i] = f
+        self._segment = []
+        for s in range(len(program.segments)):
+            f = getattr(self.lib, f"kiln_segment_{s}")
+            f.argtypes, f.restype = proto, None
+            self._segment.append(f)
+        if self.lib is not None:
+            self._run = self.lib.kiln_run
+            self._run.argtypes, self._run.restype = proto, ctypes.c_int
+        self.threads = threads
+        if threads:
+            self._set_threads(threads)
+        self.interp = Interpreter()
+        self.plans: dict = {}
+        self.last_arena_bytes = 0
+        self._seg_of = {a: s for s, (a, _) in enumerate(program.segments)}
+        self._weights = {c: np.ascontiguousarray(c.data) for c in self.graph.constants
+                         if isinstance(c.data, np.ndarray)}
+
+    def _set_threads(self, n: int):
+        try:
+            gomp = ctypes.CDLL("libgomp.so.1")
+            gomp.omp_set_num_threads(int(n))
+        except OSError:
+            pass
+
+    # --- planning -------------------------------------------------------------------------
+    def _make_static(self, feeds: dict) -> _Static:
+        g, prog = self.graph, self.program
+        shapes_in = {v: x.shape for v, x in feeds.items() if isinstance(x, np.ndarray)}
+        types, _ = eval_shapes(g, shapes_in)
+        shapes = {}
+        for v, t in types.items():
+            c = concrete(t)
+            if c is not None:
+                shapes[v] = c
+        dims = np.zeros(max(prog.n_slots, 1), np.int64)
+        for v, dexprs in prog.value_slots.items():
+            if v not in shapes:
+                raise NoStaticPlan(f"shape of %{v.name} depends on the data")
+            self._bind(v, dexprs, shapes[v], dims)
+        # arena: node outputs in native dtypes that are not graph outputs
+        outputs = set(g.outputs)
+        last_use: dict = {}
+        first: dict = {}
+        for i, node in enumerate(g.nodes):
+            for v in node.inputs:
+                if v is not None:
+                    last_use[v] = i
+            for v in node.outputs:
+                if v is not None:
+                    first[v] = i
+        for v in outputs:
+            last_use[v] = len(g.nodes)
+        arena_vals = [v for v in first if v not in outputs and v in prog.buffers and v in shapes]
+        sizes = {v: int(np.prod(shapes[v], dtype=np.int64)) * v.type.dtype.numpy.itemsize
+                 for v in arena_vals}
+        life = {v: (first[v], last_use.get(v, first[v])) for v in arena_vals}
+        offsets, total = plan_arena(arena_vals, sizes, life)
+        arena = np.empty(max(total, 64), np.uint8)
+        arrays = {}
+        for v, off in offsets.items():
+            dt = v.type.dtype.numpy
+            n = int(np.prod(shapes[v], dtype=np.int64))
+            arrays[v] = np.frombuffer(arena, dt, count=n, offset=off).reshape(shapes[v])
+        table = (ctypes.c_void_p * max(len(prog.buffers), 1))()
+        for v, bid in prog.buffers.items():
+            if v in arrays:
+                table[bid] = arrays[v].ctypes.data
+            elif v in self._weights:
+                table[bid] = self._weights[v].ctypes.data
+        plan = Plan(dims, shapes, offsets, total)
+        return _Static(plan, arena, arrays, table)
+
+    def _bind(self, v, dexprs, shape, dims):
+        from ..lower.loopir import Const
+        if len(shape) != len(dexprs):
+            raise KilnError(f"%{v.name}: rank {len(shape)} at run time, {len(dexprs)} when compiled")
+        for k, (e, n) in enumerate(zip(dexprs, shape)):
+            if isinstance(e, Const):
+                if e.value != n:
+                    raise KilnError(f"%{v.name}: dim {k} is {n} at run time but was compiled as {e.value}")
+            else:
+                dims[e.slot] = n
+
+    # --- running ---------------------------------------------------------------------------
+    def run(self, feeds: dict) -> list:
+        key = tuple((v.name, x.shape) for v, x in feeds.items() if isinstance(x, np.ndarray))
+        st = self.plans.get(key)
+        if st is None and key not in self.plans:
+            try:
+                st = self._make_static(feeds)
+            except NoStaticPlan:
+                st = None
+            self.plans[key] = st
+        if st is None:
+            return self._run_stepwise(feeds)
+        return self._run_static(st, feeds)
+
+    def _run_static(self, st: _Static, feeds: dict) -> list:
+        g, prog = self.graph, self.program
+        self.last_arena_bytes = st.plan.arena_bytes
+        env = dict(self._weights)
+        env.update(st.arrays)
+        keep = []
+        for v, x in feeds.items():
+            if v in prog.buffers:
+                x = np.ascontiguousarray(x)
+                keep.append(x)
+                st.table[prog.buffers[v]] = x.ctypes.data
+            env[v] = x
+        outs = {}
+        for v in g.outputs:
+            if v in prog.buffers and v in st.plan.shapes and v.producer is not None:
+                a = np.empty(st.plan.shapes[v], v.type.dtype.numpy)
+                outs[v] = a
+                env[v] = a
+                st.table[prog.buffers[v]] = a.ctypes.data
+        d = st.plan.dims.ctypes.data
+        if not prog.host:
+            if self.lib is not None and self._run(st.table, d) != 0:
+                raise KilnError("the compiled model refused to run (host ops present)")
+        else:
+            i, n = 0, len(g.nodes)
+            while i < n:
+                if i in self._seg_of:
+                    s = self._seg_of[i]
+                    self._segment[s](st.table, d)
+                    i = prog.segments[s][1] + 1
+                    continue
+                self._host_node(i, env, st.plan.shapes)
+                i += 1
+        return [self._result(v, env) for v in g.outputs]
+
+    def _host_node(self, i: int, env: dict, shapes: dict | None):
+        node = self.graph.nodes[i]
+        local = _Env(env)
+        self.interp.run_node(node, local)
+        for v in node.outputs:
+            if v is None:
+                continue
+            r = local[v]
+            if v in env and isinstance(env[v], np.ndarray) and env[v].dtype != object \
+                    and v in self.program.buffers:
+                dst = env[v]
+                r = np.asarray(r)
+                if r.shape != dst.shape:
+                    raise OpError(f"{node.describe()}: produced shape {r.shape}, planned {dst.shape}")
+                dst[...] = r
+            else:
+                env[v] = r
+
+    def _run_stepwise(self, feeds: dict) -> list:
+        """No static plan: run node by node, allocating each value when its shape is known."""
+        g, prog = self.graph, self.program
+        env = dict(self._weights)
+        env.update(feeds)
+        table = (ctypes.c_void_p * max(len(prog.buffers), 1))()
+        dims = np.zeros(max(prog.n_slots, 1), np.int64)
+        keep = []
+        for v, x in env.items():
+            if v in prog.buffers and isinstance(x, np.ndarray):
+                x = np.ascontiguousarray(x)
+                keep.append(x)
+                env[v] = x
+                table[prog.buffers[v]] = x.ctypes.data
+        for i, node in enumerate(g.nodes):
+            if i not in prog.native:
+                self._host_node(i, env, None)
+                for v in node.outputs:
+                    if v is not None and v in prog.buffers:
+                        x = np.ascontiguousarray(env[v])
+                        env[v] = x
+                        keep.append(x)
+                        table[prog.buffers[v]] = x.ctypes.data
+                continue
+            in_types = [None if v is None else TensorType(v.type.dtype, env[v].shape) for v in node.inputs]
+            in_vals = [None if v is None else env[v] for v in node.inputs]
+            out_types = infer_concrete(node, in_types, in_vals)
+            for v in node.inputs:
+                if v is not None:
+                    self._bind(v, prog.value_slots[v], env[v].shape, dims)
+            for v, t in zip(node.outputs, out_types):
+                if v is None:
+                    continue
+                shape = concrete(t)
+                if shape is None:
+                    raise KilnError(f"{node.describe()}: cannot tell the output shape of %{v.name}")
+                self._bind(v, prog.value_slots[v], shape, dims)
+                a = np.empty(shape, v.type.dtype.numpy)
+                env[v] = a
+                table[prog.buffers[v]] = a.ctypes.data
+            self._node[i](table, dims.ctypes.data)
+        return [self._result(v, env) for v in g.outputs]
+
+    @staticmethod
+    def _result(v, env):
+        x = env[v]
+        if isinstance(x, np.ndarray) and (v.producer is None or x.base is not None):
+            return x.copy()
+        return x
+
+
+def _load(path: str):
+    try:
+        return ctypes.CDLL(os.path.abspath(path))
+    except OSError as e:
+        raise KilnError(f"cannot load the compiled library {path}: {e}") from None
+
+
+class _Env(dict):
+    def __init__(self, base: dict):
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, key):
+        return self.base[key]

@@ -1,0 +1,141 @@
+"""The compiled CPU path: generated C, the cache, the runtime's input checks and host fallback."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import kiln
+from kiln.backend import toolchain
+from kiln.lower.program import lower_graph
+
+pytestmark = pytest.mark.filterwarnings("ignore::kiln.compiler.HostOpWarning")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def make(nodes, inputs, outputs, opset=17, name="g"):
+    g = helper.make_graph(nodes, name, inputs, outputs)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def f32(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+EVIL = '*/ #include <stdlib.h>\nstatic int pwn = system("echo pwned"); /* "\\'
+
+
+def test_names_from_the_model_cannot_inject_code():
+    m = make([helper.make_node("Add", [EVIL + "a", "b"], [EVIL + "c"], name=EVIL, doc_string=EVIL),
+              helper.make_node("Relu", [EVIL + "c"], ["y"], name="n2" + EVIL)],
+             [f32(EVIL + "a", ["N", 4]), f32("b", [4])], [f32("y", None)], name=EVIL)
+    graph = kiln.import_onnx(m)
+    sources = lower_graph(graph).sources
+    for text in sources.values():
+        code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)      # what the compiler sees as code
+        assert "system" not in code and "pwn" not in code and "#include <stdlib.h>" not in code
+        assert "*/" not in re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    mod = kiln.compile(m, target="cpu")
+    a = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    b = np.ones(4, np.float32)
+    np.testing.assert_array_equal(mod.run({EVIL + "a": a, "b": b})[0], np.maximum(a + b, 0))
+    assert mod.host_ops == []
+
+
+def test_dynamic_batch_runs_without_recompiling():
+    m = make([helper.make_node("Mul", ["a", "b"], ["c"]), helper.make_node("Sigmoid", ["c"], ["y"])],
+             [f32("a", ["N", 3]), f32("b", [3])], [f32("y", ["N", 3])])
+    mod = kiln.compile(m, target="cpu")
+    lib_before = mod._native.lib
+    b = np.array([1, -2, 3], np.float32)
+    for n in (1, 3, 16):
+        a = np.random.default_rng(n).standard_normal((n, 3)).astype(np.float32)
+        np.testing.assert_allclose(mod(a, b), 1 / (1 + np.exp(-a * b)), rtol=1e-6, atol=1e-6)
+    assert mod._native.lib is lib_before and len(mod._native.plans) == 3
+
+
+def test_compiled_inputs_are_validated():
+    m = make([helper.make_node("Relu", ["x"], ["y"])], [f32("x", ["N", 4])], [f32("y", None)])
+    mod = kiln.compile(m, target="cpu")
+    with pytest.raises(kiln.errors.InputError):
+        mod.run({"x": np.zeros((2, 5), np.float32)})
+    with pytest.raises(kiln.errors.InputError):
+        mod.run({"x": np.zeros((2, 4), np.int32)})
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)[:, ::2].copy().reshape(2, 4)
+    strided = np.arange(32, dtype=np.float32).reshape(2, 16)[:, ::4]     # non-contiguous view
+    np.testing.assert_array_equal(mod(strided), np.maximum(strided, 0))
+    np.testing.assert_array_equal(mod(x), np.maximum(x, 0))
+
+
+def test_host_fallback_is_listed_and_correct():
+    m = make([helper.make_node("Relu", ["x"], ["r"]),
+              helper.make_node("CumSum", ["r", "ax"], ["c"]),
+              helper.make_node("Neg", ["c"], ["y"])],
+             [f32("x", [2, 3]), helper.make_tensor_value_info("ax", TensorProto.INT64, [])],
+             [f32("y", None)])
+    mod = kiln.compile(m, target="cpu")
+    x = np.arange(-3, 3, dtype=np.float32).reshape(2, 3)
+    y = mod.run({"x": x, "ax": np.array(1)})[0]
+    np.testing.assert_array_equal(y, -np.cumsum(np.maximum(x, 0), axis=1))
+    if mod.host_ops:
+        assert mod.host_ops == ["CumSum"]
+        assert mod.manifest["host_nodes"][0]["op"] == "CumSum"
+        with pytest.raises(kiln.KilnError, match="CumSum"):
+            kiln.compile(m, target="cpu", native_only=True)
+
+
+def test_cache_hit_and_corrupt_entry_rebuilds():
+    m = make([helper.make_node("Relu", ["x"], ["y"])], [f32("x", [4])], [f32("y", None)])
+    first = kiln.compile(m, target="cpu")
+    assert first.manifest["cache_hit"] is False
+    again = kiln.compile(m, target="cpu")
+    assert again.manifest["cache_hit"] is True
+    lib = next(p for p in _libs(os.environ["KILN_CACHE_DIR"]))
+    with open(lib, "r+b") as f:                      # damage the cached library
+        f.seek(100)
+        f.write(b"\0" * 64)
+    rebuilt = kiln.compile(m, target="cpu")
+    assert rebuilt.manifest["cache_hit"] is False
+    x = np.array([-1, 2, -3, 4], np.float32)
+    np.testing.assert_array_equal(rebuilt(x), np.maximum(x, 0))
+
+
+def _libs(root):
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".so"):
+                yield os.path.join(dirpath, f)
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch):
+    toolchain.find_toolchain.cache_clear()
+    monkeypatch.setenv("KILN_CC", "no-such-cc-anywhere")
+    m = make([helper.make_node("Relu", ["x"], ["y"])], [f32("x", [4])], [f32("y", None)])
+    with pytest.raises(kiln.KilnError, match="no C compiler found"):
+        kiln.compile(m, target="cpu")
+    toolchain.find_toolchain.cache_clear()
+
+
+def test_two_processes_compile_the_same_model_at_once(tmp_path):
+    script = tmp_path / "c.py"
+    script.write_text(
+        "import numpy as np, kiln\n"
+        "from onnx import helper, TensorProto as T\n"
+        "g = helper.make_graph([helper.make_node('Tanh', ['x'], ['y'])], 'g',"
+        " [helper.make_tensor_value_info('x', T.FLOAT, [8])], [helper.make_tensor_value_info('y', T.FLOAT, None)])\n"
+        "m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)])\n"
+        "x = np.linspace(-2, 2, 8).astype(np.float32)\n"
+        "assert np.allclose(kiln.compile(m, target='cpu')(x), np.tanh(x), atol=1e-6)\n")
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, str(script)], env=env)
+             for _ in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
