@@ -36,3 +36,33 @@ def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_on
             "cache_hit": cached, "unique_kernels": program.unique_kernels}
     native = NativeModel(program, lib, threads)
     return Module(graph, "cpu", opt_level, threads, native=native, compile_info=info)
+
+
+def module_from_library(graph, lib_bytes: bytes | None, manifest: dict, where: str):
+    """A cpu Module from a saved artifact: the graph re-lowered, the saved library reused."""
+    import hashlib
+    import os
+    import tempfile
+
+    from .api import Module
+    from .backend.toolchain import cache_dir
+    from .runtime.artifact import source_hash
+    from .runtime.native import NativeModel
+    program = lower_graph(graph)
+    if source_hash(program.sources) != manifest.get("source_hash"):
+        raise KilnError(f"{where}: the saved library does not match its graph (damaged artifact, "
+                        "or saved by a different kiln): recompile the model")
+    lib = None
+    if program.native:
+        if not lib_bytes:
+            raise KilnError(f"{where}: the artifact has no compiled library")
+        folder = os.path.join(cache_dir(), "artifacts")
+        os.makedirs(folder, exist_ok=True)
+        lib = os.path.join(folder, hashlib.sha256(lib_bytes).hexdigest()[:32] + ".so")
+        if not os.path.exists(lib):
+            fd, tmp = tempfile.mkstemp(dir=folder)
+            with os.fdopen(fd, "wb") as f:
+                f.write(lib_bytes)
+            os.replace(tmp, lib)
+    info = {k: manifest[k] for k in ("compile_seconds", "unique_kernels") if k in manifest}
+    return Module(graph, "cpu", native=NativeModel(program, lib), compile_info=info)

@@ -139,3 +139,36 @@ def test_two_processes_compile_the_same_model_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, str(script)], env=env)
              for _ in range(2)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
+
+
+def test_artifact_save_load_and_damage(tmp_path):
+    rng = np.random.default_rng(0)
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4], rng.standard_normal(4).astype(np.float32).tolist())
+    g = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["m"]), helper.make_node("Tanh", ["m"], ["y"])],
+                          "g", [f32("x", ["N", 4])], [f32("y", None)], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    mod = kiln.compile(m, target="cpu")
+    path = tmp_path / "m.kiln"
+    mod.save(path)
+    loaded = kiln.load(path)
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), mod(x))
+    assert loaded.manifest["kernels"] == mod.manifest["kernels"]
+    import safetensors.numpy, zipfile
+    with zipfile.ZipFile(path) as z:                 # the weights are a real safetensors file
+        st = safetensors.numpy.load(z.read("weights.safetensors"))
+    assert set(st) == {"w"}
+    data = path.read_bytes()
+    for bad in (data[: len(data) // 3], data[:-200], b"not a zip at all"):
+        (tmp_path / "bad.kiln").write_bytes(bad)
+        with pytest.raises(kiln.KilnError):
+            kiln.load(tmp_path / "bad.kiln")
+    manifest_changed = tmp_path / "other.kiln"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(manifest_changed, "w") as zout:
+        for item in zin.infolist():
+            body = zin.read(item.filename)
+            if item.filename == "manifest.json":
+                body = body.replace(b'"cpu_features": [', b'"cpu_features": ["avx9000", ')
+            zout.writestr(item, body)
+    with pytest.raises(kiln.KilnError, match="avx9000"):
+        kiln.load(manifest_changed)

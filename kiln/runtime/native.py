@@ -30,6 +30,7 @@ class NativeModel:
     def __init__(self, program: Program, lib_path: str, threads: int | None = None):
         self.program = program
         self.graph = program.graph
+        self.lib_path = lib_path
         self.lib = _load(lib_path) if lib_path else None     # None: every node runs on the host
         proto = [ctypes.c_void_p, ctypes.c_void_p]
         self._node = {}
