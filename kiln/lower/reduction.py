@@ -38,25 +38,6 @@ def count(x: TensorRef, axes: tuple):
     return product([d for k, d in enumerate(x.shape) if k in axes])
 
 
-def kept_index(out: TensorRef, kept_vars: list):
-    """Flat index into an output holding only the kept axes (keepdims or not: same order)."""
-    strides, acc = [], Const(1)
-    dims = [d for d in out.shape if not (isinstance(d, Const) and d.value == 1)] \
-        if len(out.shape) != len(kept_vars) else out.shape
-    if len(dims) != len(kept_vars):     # keepdims: kept axes interleaved with 1s; strides of kept
-        dims = None
-    if dims is None:
-        return None
-    for d in reversed(dims):
-        strides.append(acc)
-        acc = mul(acc, d)
-    strides.reverse()
-    out_i: object = Const(0)
-    for v, s in zip(kept_vars, strides):
-        out_i = add(out_i, mul(v, s))
-    return out_i
-
-
 def out_index(x: TensorRef, axes: tuple, kept_vars: list):
     """Flat output index of a reduction over `axes` of x, the output holding the kept axes only
     (the size-1 dims of keepdims do not change flat indices)."""
