@@ -16,6 +16,7 @@ from ..errors import KilnError, OpError
 from ..ir.types import TensorType
 from ..lower.program import Program
 from .interpreter import Interpreter
+from .validate import contiguous
 from .plan import NoStaticPlan, Plan, concrete, eval_shapes, infer_concrete, plan_arena
 
 
@@ -53,7 +54,7 @@ class NativeModel:
         self.plans: dict = {}
         self.last_arena_bytes = 0
         self._seg_of = {a: s for s, (a, _) in enumerate(program.segments)}
-        self._weights = {c: np.ascontiguousarray(c.data) for c in self.graph.constants
+        self._weights = {c: contiguous(c.data) for c in self.graph.constants
                          if isinstance(c.data, np.ndarray)}
 
     def _set_threads(self, n: int):
@@ -144,7 +145,7 @@ class NativeModel:
         keep = []
         for v, x in feeds.items():
             if v in prog.buffers:
-                x = np.ascontiguousarray(x)
+                x = contiguous(x)
                 keep.append(x)
                 st.table[prog.buffers[v]] = x.ctypes.data
             env[v] = x
@@ -199,7 +200,7 @@ class NativeModel:
         keep = []
         for v, x in env.items():
             if v in prog.buffers and isinstance(x, np.ndarray):
-                x = np.ascontiguousarray(x)
+                x = contiguous(x)
                 keep.append(x)
                 env[v] = x
                 table[prog.buffers[v]] = x.ctypes.data
@@ -208,7 +209,7 @@ class NativeModel:
                 self._host_node(i, env, None)
                 for v in node.outputs:
                     if v is not None and v in prog.buffers:
-                        x = np.ascontiguousarray(env[v])
+                        x = contiguous(env[v])
                         env[v] = x
                         keep.append(x)
                         table[prog.buffers[v]] = x.ctypes.data

@@ -68,3 +68,10 @@ def check_value(v: Value, x, symbols: dict, model: str):
                 if symbols.setdefault(d, n) != n:
                     raise InputError(f"{where}: dim {d!r} is {n} here but {symbols[d]} in another input")
     return x
+
+
+def contiguous(x):
+    """x as a C-contiguous array, keeping its rank (np.ascontiguousarray turns 0-d into 1-d)."""
+    if isinstance(x, np.ndarray) and x.flags.c_contiguous:
+        return x
+    return np.array(x, order="C", copy=True) if isinstance(x, np.ndarray) else x

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import KilnError
 from ..ir import dtypes
+from .validate import contiguous
 
 ST_DTYPE = {"f32": "F32", "f64": "F64", "f16": "F16", "bf16": "BF16", "i8": "I8", "i16": "I16",
             "i32": "I32", "i64": "I64", "u8": "U8", "u16": "U16", "u32": "U32", "u64": "U64",
@@ -23,7 +24,7 @@ def dump(arrays: dict[str, np.ndarray]) -> bytes:
     """The safetensors bytes of {name: array} (header padded to 8 bytes, as the format asks)."""
     header, meta, blobs, offset = {}, {}, [], 0
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
+        a = contiguous(a)
         kd = dtypes.from_numpy(a.dtype).name
         st = ST_DTYPE.get(kd)
         if st is None:
