@@ -1,11 +1,14 @@
 # make demo  — set up (or reuse) .venv and run the main job end to end
 # make test  — set up (or reuse) .venv and run the test suite
+# make models — install the models extra (torch, transformers) and export the benchmark models
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test conformance clean
+MODELS_STAMP := $(VENV)/.installed-models
+
+.PHONY: demo test conformance models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +25,14 @@ test: $(STAMP)
 # The whole ONNX backend test suite through the reference interpreter.
 conformance: $(STAMP)
 	$(PY) ../shared/tools/onnx_conformance.py kiln.onnx_backend --kw target=interpret
+
+$(MODELS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e ".[test,models]"
+	touch $(MODELS_STAMP)
+
+# The benchmark model set: export the six models (random weights) to .cache/models/ once.
+models: $(MODELS_STAMP)
+	$(PY) -m benchmarks.models
 
 clean:
 	rm -rf $(VENV) build *.egg-info
