@@ -2,18 +2,28 @@
 and shape inference, numpy reference. `REGISTRY` is built here, explicitly, from this list."""
 from __future__ import annotations
 
-from . import (activation, attention, control, elementwise, index, linalg, ml, nn, quant, random,
-               reduce, rnn, sequence, shape, signal, text, training)
+from . import (activation, attention, control, detection, elementwise, image, index, linalg, ml, nn,
+               quant, random, reduce, rnn, sequence, shape, signal, text, training)
+from . import (activation_lower, elementwise_lower, index_lower, linalg_lower, nn_lower,
+               reduce_lower, shape_lower)
 from .registry import REQUIRED, OpDef, Registry, op
 
 MODULES = [elementwise, activation, reduce, shape, index, nn, linalg, quant, rnn, attention,
-           signal, text, random, ml, training, control, sequence]
+           signal, detection, image, text, random, ml, training, control, sequence]
+
+
+# Native lowerings, kept beside each family in <family>_lower.py; each gives ops of the registry
+# their `lower` or `scalar` function.
+LOWERINGS = [elementwise_lower, activation_lower, reduce_lower, shape_lower, index_lower, nn_lower,
+             linalg_lower]
 
 
 def build_registry() -> Registry:
     reg = Registry()
     for mod in MODULES:
         reg.add_module(mod)
+    for mod in LOWERINGS:
+        mod.attach(reg)
     return reg
 
 

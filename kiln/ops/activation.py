@@ -147,8 +147,3 @@ OPS = [
     OpDef("PRelu", ("X", "slope"), ("Y",), {}, prelu, same_as(0), upgrade_prelu),
     OpDef("SwiGLU", ("A", "B"), ("Y",), dict(alpha=1.0), swiglu, same_as(0)),
 ]
-
-# native lowerings live beside, in activation_lower.py
-from .activation_lower import attach as _attach_lowerings  # noqa: E402
-
-_attach_lowerings(OPS)

@@ -456,8 +456,3 @@ CASTS = [
 ]
 
 OPS = UNARY + BINARY + VARIADIC + OTHER + CASTS
-
-# native lowerings live beside, in elementwise_lower.py
-from .elementwise_lower import attach as _attach_lowerings  # noqa: E402
-
-_attach_lowerings(OPS)

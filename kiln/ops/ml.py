@@ -1,6 +1,6 @@
 """Classic ML ops of the ai.onnx.ml domain: LabelEncoder, TreeEnsemble, ArrayFeatureExtractor,
 Binarizer, Normalizer, Scaler, OneHotEncoder, Imputer, CategoryMapper, FeatureVectorizer,
-LinearRegressor, LinearClassifier.
+LinearRegressor, LinearClassifier, and the deprecated TreeEnsembleRegressor / Classifier.
 
 kiln names them "ml.<OnnxName>"; the registry maps them back to (ai.onnx.ml, <OnnxName>).
 """
@@ -21,11 +21,17 @@ def _text(s) -> str:
     return s.decode("utf-8") if isinstance(s, bytes) else str(s)
 
 
+def _rows(X) -> np.ndarray:
+    """X as float64 rows: [C] -> [1, C], [N, ...] -> [N, C]."""
+    x = np.asarray(X, np.float64)
+    return x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
+
+
 def _float_out(ctx: InferContext):
     return [TensorType(dtypes.f32, ctx.shape(0))]
 
 
-# --- post transforms (shared by trees and linear models) --------------------------------------
+# --- post transforms (shared by trees and linear models) -----------------------------------------
 def _erfinv(y: np.ndarray) -> np.ndarray:
     """Inverse error function: Giles' approximation refined by two Newton steps."""
     y = np.asarray(y, np.float64)
@@ -101,7 +107,8 @@ def _label_values(attrs):
         v = np.asarray(attrs["values_tensor"]).reshape(-1)
         return v, v.dtype
     if attrs.get("values_strings") is not None:
-        return np.array([_text(s) for s in attrs["values_strings"]], dtype=object), np.dtype(object)
+        strings = [_text(s) for s in attrs["values_strings"]]
+        return np.array(strings, dtype=object), np.dtype(object)
     if attrs.get("values_floats") is not None:
         return np.asarray(attrs["values_floats"], np.float32), np.dtype(np.float32)
     return np.asarray(attrs.get("values_int64s") or [], np.int64), np.dtype(np.int64)
@@ -272,6 +279,135 @@ def tree_ensemble(X, *, aggregate_function, leaf_targetids, leaf_weights, member
     return _post_transform(scores, post_transform).astype(X.dtype)
 
 
+# --- TreeEnsembleRegressor / TreeEnsembleClassifier (the older encoding) -------------------------
+_MODE_IDS = {"BRANCH_LEQ": _LEQ, "BRANCH_LT": _LT, "BRANCH_GTE": _GTE, "BRANCH_GT": _GT,
+             "BRANCH_EQ": _EQ, "BRANCH_NEQ": _NEQ, "LEAF": -1}
+
+
+class _LegacyForest:
+    """Nodes keyed by (tree id, node id), flattened; leaves carry (target, weight) votes."""
+
+    def __init__(self, a, prefix):
+        self.trees = list(a["nodes_treeids"])
+        n = len(self.trees)
+        where = {(t, i): k for k, (t, i) in enumerate(zip(self.trees, a["nodes_nodeids"]))}
+        self.modes = np.array([_MODE_IDS[m] for m in a["nodes_modes"]], np.int64)
+        self.features = np.asarray(a["nodes_featureids"], np.int64)
+        values = a.get("nodes_values_as_tensor")
+        self.splits = np.asarray(values if values is not None else a["nodes_values"],
+                                 np.float64).reshape(-1)
+        self.true = np.array([where.get((t, c), -1) for t, c in
+                              zip(self.trees, a["nodes_truenodeids"])], np.int64)
+        self.false = np.array([where.get((t, c), -1) for t, c in
+                               zip(self.trees, a["nodes_falsenodeids"])], np.int64)
+        self.missing_true = np.asarray(a.get("nodes_missing_value_tracks_true") or [0] * n)
+        children = set(self.true[self.modes >= 0]) | set(self.false[self.modes >= 0])
+        self.roots = [k for k in range(n) if k not in children]
+        weights = a.get(prefix + "_weights_as_tensor")
+        weights = weights if weights is not None else a[prefix + "_weights"]
+        self.votes: dict[int, list] = {}
+        for t, i, target, w in zip(a[prefix + "_treeids"], a[prefix + "_nodeids"],
+                                   a[prefix + "_ids"], np.asarray(weights).reshape(-1)):
+            self.votes.setdefault(where[(t, i)], []).append((int(target), float(w)))
+
+    def leaves(self, X, root):
+        """The flat index of the leaf each row of X reaches from `root`."""
+        cur = np.full(X.shape[0], root, np.int64)
+        for _ in range(len(self.modes)):
+            inner = self.modes[cur] >= 0
+            if not inner.any():
+                break
+            for node in np.unique(cur[inner]):
+                at = np.nonzero(cur == node)[0]
+                x = X[at, self.features[node]]
+                cond = _branch(self.modes[node], x, self.splits[node], None)
+                if self.missing_true[node]:
+                    cond = cond | np.isnan(x)
+                cur[at] = np.where(cond, self.true[node], self.false[node])
+        return cur
+
+    def scores(self, X, n_targets, how="SUM"):
+        """[N, n_targets] aggregated votes (SUM, AVERAGE, MIN or MAX over trees)."""
+        per_tree = np.full((len(self.roots), X.shape[0], n_targets), np.nan)
+        for t, root in enumerate(self.roots):
+            leaf = self.leaves(X, root)
+            for node in np.unique(leaf):
+                rows = leaf == node
+                for target, w in self.votes.get(int(node), []):
+                    cell = per_tree[t, rows, target]
+                    per_tree[t, rows, target] = np.where(np.isnan(cell), w, cell + w)
+        how_id = ["AVERAGE", "SUM", "MIN", "MAX"].index(how)
+        return _aggregate(per_tree, n_targets, how_id)
+
+
+def _base_values(a, n):
+    base = a.get("base_values_as_tensor")
+    base = base if base is not None else a.get("base_values")
+    return np.zeros(n) if base is None else np.asarray(base, np.float64).reshape(-1)
+
+
+_LEGACY_NODE_ATTRS = dict(base_values=None, base_values_as_tensor=None, nodes_falsenodeids=None,
+                          nodes_featureids=None, nodes_hitrates=None,
+                          nodes_hitrates_as_tensor=None, nodes_missing_value_tracks_true=None,
+                          nodes_modes=None, nodes_nodeids=None, nodes_treeids=None,
+                          nodes_truenodeids=None, nodes_values=None, nodes_values_as_tensor=None,
+                          post_transform="NONE")
+
+
+@op("ml.TreeEnsembleRegressor", inputs=["X"], outputs=["Y"],
+    attrs=dict(_LEGACY_NODE_ATTRS, aggregate_function="SUM", n_targets=None, target_ids=None,
+               target_nodeids=None, target_treeids=None, target_weights=None,
+               target_weights_as_tensor=None),
+    infer=lambda ctx: [TensorType(dtypes.f32, (ctx.shape(0)[0] if ctx.shape(0) else None,
+                                               ctx.attrs["n_targets"]))],
+    domain=DOMAIN)
+def tree_ensemble_regressor(X, **a):
+    """Tree ensemble regression (deprecated encoding): aggregated leaf votes + base values."""
+    forest = _LegacyForest(a, "target")
+    x = _rows(X)
+    scores = forest.scores(x, a["n_targets"], a["aggregate_function"])
+    scores = scores + _base_values(a, a["n_targets"])
+    return _post_transform(scores, a["post_transform"]).astype(np.float32)
+
+
+def _infer_tree_classifier(ctx: InferContext):
+    shape = ctx.shape(0)
+    n = shape[0] if shape else None
+    label = dtypes.string if ctx.attrs["classlabels_strings"] is not None else dtypes.i64
+    return [TensorType(label, (n,)), TensorType(dtypes.f32, (n, None))][:ctx.n_outputs]
+
+
+@op("ml.TreeEnsembleClassifier", inputs=["X"], outputs=["Y", "Z"],
+    attrs=dict(_LEGACY_NODE_ATTRS, class_ids=None, class_nodeids=None, class_treeids=None,
+               class_weights=None, class_weights_as_tensor=None, classlabels_int64s=None,
+               classlabels_strings=None),
+    infer=_infer_tree_classifier, domain=DOMAIN)
+def tree_ensemble_classifier(X, **a):
+    """Tree ensemble classification (deprecated encoding): summed class votes, best label.
+
+    Two labels with votes for one class only is the binary case: that score s favours
+    labels[1] (above 0.5 when all weights are positive, else above 0) and the class scores are
+    (1 - s, s), respectively (-s, s)."""
+    labels = (np.array([_text(s) for s in a["classlabels_strings"]], dtype=object)
+              if a["classlabels_strings"] is not None
+              else np.asarray(a["classlabels_int64s"], np.int64))
+    forest = _LegacyForest(a, "class")
+    x = _rows(X)
+    n_classes = len(labels)
+    scores = forest.scores(x, n_classes) + _base_values(a, n_classes)
+    used = set(a["class_ids"])
+    if n_classes == 2 and len(used) == 1:
+        s = scores[:, min(used)]
+        weights = a.get("class_weights_as_tensor")
+        weights = np.asarray(weights if weights is not None else a["class_weights"])
+        positive = bool((weights >= 0).all())
+        pick = (s > (0.5 if positive else 0.0)).astype(np.int64)
+        scores = np.stack([1 - s, s] if positive else [-s, s], axis=1)
+    else:
+        pick = scores.argmax(axis=1)
+    return labels[pick], _post_transform(scores, a["post_transform"]).astype(np.float32)
+
+
 # --- small elementwise / reshaping models --------------------------------------------------------
 def _infer_afe(ctx: InferContext):
     shape, idx = ctx.shape(0), ctx.shape(1)
@@ -301,7 +437,7 @@ def binarizer(X, *, threshold):
 @op("ml.Normalizer", inputs=["X"], outputs=["Y"], attrs=dict(norm="MAX"), infer=_float_out,
     domain=DOMAIN)
 def normalizer(X, *, norm):
-    """Row-wise normalization of [N, C] (or [C]) by MAX, L1 or L2; rows with a zero divisor stay."""
+    """Row-wise normalization of [N, C] (or [C]) by MAX, L1 or L2 (zero divisor: row kept)."""
     x = np.asarray(X, np.float64)
     x2 = x.reshape(1, -1) if x.ndim == 1 else x
     if norm == "MAX":
@@ -416,12 +552,7 @@ def feature_vectorizer(*X, inputdimensions):
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-# --- linear models ---------------------------------------------------------------------------------
-def _rows(X):
-    x = np.asarray(X, np.float64)
-    return x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
-
-
+# --- linear models -------------------------------------------------------------------------------
 @op("ml.LinearRegressor", inputs=["X"], outputs=["Y"],
     attrs=dict(coefficients=None, intercepts=None, post_transform="NONE", targets=1),
     infer=lambda ctx: [TensorType(dtypes.f32, (ctx.shape(0)[0] if ctx.shape(0) else None,

@@ -21,7 +21,7 @@ def _np_dtype(onnx_id):
     return dtypes.from_onnx(onnx_id).numpy
 
 
-# --- shape inference ------------------------------------------------------------------------------
+# --- shape inference -----------------------------------------------------------------------------
 def _infer_from_attrs(ctx: InferContext):
     return [TensorType(dtypes.from_onnx(ctx.attrs["dtype"]), tuple(ctx.attrs["shape"]))]
 
@@ -35,7 +35,7 @@ def _like_dtype(x, dtype):
     return x.dtype if dtype is None else _np_dtype(dtype)
 
 
-# --- uniform and normal ----------------------------------------------------------------------------
+# --- uniform and normal --------------------------------------------------------------------------
 @op("RandomUniform", inputs=[], outputs=["output"],
     attrs=dict(dtype=1, high=1.0, low=0.0, seed=None, shape=REQUIRED), infer=_infer_from_attrs)
 def random_uniform(*, dtype, high, low, seed, shape):
@@ -64,7 +64,7 @@ def random_normal_like(input, *, dtype, mean, scale, seed):
     return _rng(seed).normal(mean, scale, input.shape).astype(_like_dtype(input, dtype))
 
 
-# --- Bernoulli and Multinomial ---------------------------------------------------------------------
+# --- Bernoulli and Multinomial -------------------------------------------------------------------
 @op("Bernoulli", inputs=["input"], outputs=["output"], attrs=dict(dtype=None, seed=None),
     infer=_infer_like)
 def bernoulli(input, *, dtype, seed):

@@ -305,8 +305,3 @@ NORMALIZERS = [
 ]
 
 OPS = REDUCTIONS + ARGS + CUMULATIVE + [TOPK] + NORMALIZERS
-
-# native lowerings live beside, in reduce_lower.py
-from .reduce_lower import attach as _attach_lowerings  # noqa: E402
-
-_attach_lowerings(OPS)

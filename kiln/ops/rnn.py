@@ -11,7 +11,7 @@ import numpy as np
 from .infer import InferContext, TensorType
 from .registry import OpDef
 
-# --- activations ------------------------------------------------------------------------------
+# --- activations ---------------------------------------------------------------------------------
 # name -> (function(x, alpha, beta), default alpha, default beta); None: takes no parameter.
 
 
@@ -56,7 +56,7 @@ def _clipper(clip):
     return lambda x: np.clip(x, -clip, clip)
 
 
-# --- the shared driver ----------------------------------------------------------------------------
+# --- the shared driver ---------------------------------------------------------------------------
 def _compute_dtype(dt):
     return np.float64 if dt == np.float64 else np.float32
 
@@ -128,7 +128,7 @@ def _check_dirs(direction, num_dir):
         raise ValueError(f"direction {direction!r} needs {want} weight sets, got {num_dir}")
 
 
-# --- shape inference ------------------------------------------------------------------------------
+# --- shape inference -----------------------------------------------------------------------------
 def _infer_rnn(n_states):
     def rule(ctx: InferContext):
         dt = ctx.dtype(0)

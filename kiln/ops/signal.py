@@ -14,7 +14,7 @@ from .infer import InferContext, TensorType
 from .registry import op
 
 
-# --- complex <-> trailing-pair helpers ----------------------------------------------------------
+# --- complex <-> trailing-pair helpers -----------------------------------------------------------
 def _to_complex(x: np.ndarray) -> np.ndarray:
     """[..., 1] real or [..., 2] (re, im) -> complex array without the trailing dim."""
     real, cplx = (np.float64, np.complex128) if x.dtype == np.float64 else (np.float32,
