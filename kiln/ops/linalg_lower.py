@@ -7,7 +7,7 @@ by rows as dot products instead. Blocked, packed micro-kernels arrive with the p
 from __future__ import annotations
 
 from ..lower.context import LowerCtx, NotLowerable, TensorRef
-from ..lower.exprs import binop, c, cast
+from ..lower.exprs import binop, c, cast, select
 from ..lower.loopir import Assign, Const, For, Let, Load, Store, Var, add, mul
 
 
@@ -25,7 +25,8 @@ def lower_matmul(ctx: LowerCtx):
         raise NotLowerable("MatMul of mixed or bool dtypes")
     a, b = _as_matrix(a0, True), _as_matrix(b0, False)
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = _batch_shape(a, b)
+    dropped = (a0.rank == 1) + (b0.rank == 1)        # 1-D operands drop M or N from y0
+    batch = list(y0.shape[:y0.rank - (2 - dropped)])
     # the output as [*batch, M, N] (1-D operands drop a dim in y0 but not in memory order)
     y = TensorRef(y0.buf, y0.dtype, batch + [M, N])
     bvars = [Var(ctx.fresh("b")) for _ in batch]
@@ -55,22 +56,6 @@ def _parallel_outer(loops):
     return loops
 
 
-def _batch_shape(a: TensorRef, b: TensorRef) -> list:
-    ra, rb = a.rank - 2, b.rank - 2
-    r = max(ra, rb)
-    ash = [Const(1)] * (r - ra) + list(a.shape[:-2])
-    bsh = [Const(1)] * (r - rb) + list(b.shape[:-2])
-    out = []
-    for x, y in zip(ash, bsh):
-        if isinstance(x, Const) and x.value == 1:
-            out.append(y)
-        elif isinstance(y, Const) and y.value == 1 or x == y:
-            out.append(x)
-        else:
-            raise NotLowerable("MatMul batch dims that broadcast only at run time")
-    return out
-
-
 def _batch_offset(ctx, t: TensorRef, batch: list, bvars: list):
     """Element offset of t's matrix for batch index bvars (t's batch dims broadcast)."""
     tb = list(t.shape[:-2])
@@ -78,9 +63,13 @@ def _batch_offset(ctx, t: TensorRef, batch: list, bvars: list):
     lead = len(batch) - len(tb)
     off, stride = Const(0), mat
     for k in reversed(range(len(tb))):
-        d = tb[k]
-        if not (isinstance(d, Const) and d.value == 1):
-            off = add(off, mul(bvars[k + lead], stride))
+        d, i = tb[k], bvars[k + lead]
+        if isinstance(d, Const) and d.value == 1:
+            pass
+        elif d == batch[k + lead] or isinstance(d, Const):
+            off = add(off, mul(i, stride))
+        else:                 # both runtime dims: whether this one broadcasts is known only then
+            off = add(off, mul(select(binop("==", d, Const(1)), Const(0), i), stride))
         stride = mul(stride, d)
     return off
 
