@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo test conformance models clean
+.PHONY: demo test conformance conformance-cpu models bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ models: $(MODELS_STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# kiln vs onnxruntime vs PyTorch eager on the model set (writes benchmarks/RESULTS.md)
+bench: $(MODELS_STAMP)
+	$(PY) -m benchmarks.bench

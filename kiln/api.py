@@ -127,7 +127,8 @@ def compile(src, target: str = "interpret", opt_level: int = 2, threads: int | N
     if target == "cpu":
         from .compiler import compile_cpu
         return compile_cpu(graph, opt_level=opt_level, threads=threads,
-                           native_only=bool(kw.get("native_only", False)))
+                           native_only=bool(kw.get("native_only", False)),
+                           c_shapes=kw.get("c_shapes"))
     return Module(graph, target, opt_level, threads)
 
 

@@ -17,11 +17,21 @@ class HostOpsError(KilnError):
     """Raised with native_only=True when some nodes would run on the host."""
 
 
-def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_only: bool = False):
+def lower_for_cpu(graph, c_shapes: dict | None = None):
+    """The graph's kernels plus the C entry points for callers without Python (c_static.py)."""
+    from .backend.c_static import static_entry
+    program = lower_graph(graph)
+    if program.native:
+        program.sources["static.c"] = static_entry(program, c_shapes)
+    return program
+
+
+def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_only: bool = False,
+                c_shapes: dict | None = None):
     from .api import Module
     from .runtime.native import NativeModel
     t0 = time.perf_counter()
-    program = lower_graph(graph)
+    program = lower_for_cpu(graph, c_shapes)
     t1 = time.perf_counter()
     lib, cached = build_library(program.sources) if program.native else (None, False)
     t2 = time.perf_counter()
@@ -33,7 +43,8 @@ def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_on
         warnings.warn(f"{graph.meta.get('source', graph.name)}: {len(program.host)} nodes run on the "
                       f"host (no native lowering yet): {', '.join(ops)}", HostOpWarning, stacklevel=3)
     info = {"compile_seconds": {"lower": round(t1 - t0, 4), "cc": round(t2 - t1, 4)},
-            "cache_hit": cached, "unique_kernels": program.unique_kernels}
+            "cache_hit": cached, "unique_kernels": program.unique_kernels,
+            "c_shapes": dict(c_shapes or {})}
     native = NativeModel(program, lib, threads)
     return Module(graph, "cpu", opt_level, threads, native=native, compile_info=info)
 
@@ -48,7 +59,7 @@ def module_from_library(graph, lib_bytes: bytes | None, manifest: dict, where: s
     from .backend.toolchain import cache_dir
     from .runtime.artifact import source_hash
     from .runtime.native import NativeModel
-    program = lower_graph(graph)
+    program = lower_for_cpu(graph, manifest.get("c_shapes") or None)
     if source_hash(program.sources) != manifest.get("source_hash"):
         raise KilnError(f"{where}: the saved library does not match its graph (damaged artifact, "
                         "or saved by a different kiln): recompile the model")
@@ -64,5 +75,5 @@ def module_from_library(graph, lib_bytes: bytes | None, manifest: dict, where: s
             with os.fdopen(fd, "wb") as f:
                 f.write(lib_bytes)
             os.replace(tmp, lib)
-    info = {k: manifest[k] for k in ("compile_seconds", "unique_kernels") if k in manifest}
+    info = {k: manifest[k] for k in ("compile_seconds", "unique_kernels", "c_shapes") if k in manifest}
     return Module(graph, "cpu", native=NativeModel(program, lib), compile_info=info)

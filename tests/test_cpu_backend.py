@@ -172,3 +172,27 @@ def test_artifact_save_load_and_damage(tmp_path):
             zout.writestr(item, body)
     with pytest.raises(kiln.KilnError, match="avx9000"):
         kiln.load(manifest_changed)
+
+
+def test_c_program_runs_an_artifact_without_python(tmp_path):
+    from kiln.testing.models import small_cnn
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rt = os.path.join(root, "kiln", "runtime", "c")
+    exe = tmp_path / "run_model"
+    subprocess.run(["cc", "-O2", "-I", rt, os.path.join(root, "examples", "c", "run_model.c"),
+                    os.path.join(rt, "kiln_runtime.c"), "-ldl", "-o", str(exe)], check=True)
+    model = small_cnn()
+    mod = kiln.compile(model, target="cpu", c_shapes={"N": 2})
+    path = tmp_path / "cnn.kiln"
+    mod.save(path)
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    (tmp_path / "x.bin").write_bytes(x.tobytes())
+    r = subprocess.run([str(exe), str(path), str(tmp_path / "x.bin"), "--out", str(tmp_path / "y")],
+                       capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                            if not k.startswith("PYTHON")})
+    assert r.returncode == 0, r.stderr
+    assert "output 0 probs f32 [2,10]" in r.stdout
+    y = np.frombuffer((tmp_path / "y0.bin").read_bytes(), np.float32).reshape(2, 10)
+    np.testing.assert_allclose(y, mod(x), rtol=1e-5, atol=1e-6)
+    bad = subprocess.run([str(exe), str(tmp_path / "x.bin")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "not a kiln artifact" in bad.stderr

@@ -3,8 +3,9 @@
     manifest.json          kiln version, target, CPU features the code needs, inputs/outputs,
                            kernels and the graph nodes each covers, host ops, sizes
     graph.kir              the graph IR text (large constants as @references)
-    weights.safetensors    the referenced constants, stored uncompressed so loading maps them
-                           straight from the .kiln file (no copy)
+    weights.safetensors    the referenced constants; every member is stored uncompressed, so
+                           loading maps the weights straight from the .kiln file (no copy) and
+                           the C runtime (kiln/runtime/c) reads the archive without a zip library
     strings.json           constants holding strings (safetensors has no string type)
     libkiln_model.so       target "cpu": the compiled library
 
@@ -58,10 +59,10 @@ def save(module, path) -> None:
         manifest["source_hash"] = source_hash(native.program.sources)
         manifest["cpu_features"] = sorted(cpu_flags() & set(RELEVANT_FLAGS)) if native.lib_path else []
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:      # stored: C maps it directly
         z.writestr("manifest.json", json.dumps(manifest, indent=1))
         z.writestr("graph.kir", str(module.graph))
-        z.writestr("weights.safetensors", dump(numeric), compress_type=zipfile.ZIP_STORED)
+        z.writestr("weights.safetensors", dump(numeric))
         z.writestr("strings.json", json.dumps(strings))
         if native is not None and native.lib_path:
             z.write(native.lib_path, "libkiln_model.so")

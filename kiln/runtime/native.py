@@ -17,7 +17,7 @@ from ..ir.types import TensorType
 from ..lower.program import Program
 from .interpreter import Interpreter
 from .validate import contiguous
-from .plan import NoStaticPlan, Plan, concrete, eval_shapes, infer_concrete, plan_arena
+from .plan import NoStaticPlan, Plan, bind_dims, concrete, infer_concrete, static_plan
 
 
 class _Static:
@@ -66,37 +66,10 @@ class NativeModel:
 
     # --- planning -------------------------------------------------------------------------
     def _make_static(self, feeds: dict) -> _Static:
-        g, prog = self.graph, self.program
+        prog = self.program
         shapes_in = {v: x.shape for v, x in feeds.items() if isinstance(x, np.ndarray)}
-        types, _ = eval_shapes(g, shapes_in)
-        shapes = {}
-        for v, t in types.items():
-            c = concrete(t)
-            if c is not None:
-                shapes[v] = c
-        dims = np.zeros(max(prog.n_slots, 1), np.int64)
-        for v, dexprs in prog.value_slots.items():
-            if v not in shapes:
-                raise NoStaticPlan(f"shape of %{v.name} depends on the data")
-            self._bind(v, dexprs, shapes[v], dims)
-        # arena: node outputs in native dtypes that are not graph outputs
-        outputs = set(g.outputs)
-        last_use: dict = {}
-        first: dict = {}
-        for i, node in enumerate(g.nodes):
-            for v in node.inputs:
-                if v is not None:
-                    last_use[v] = i
-            for v in node.outputs:
-                if v is not None:
-                    first[v] = i
-        for v in outputs:
-            last_use[v] = len(g.nodes)
-        arena_vals = [v for v in first if v not in outputs and v in prog.buffers and v in shapes]
-        sizes = {v: int(np.prod(shapes[v], dtype=np.int64)) * v.type.dtype.numpy.itemsize
-                 for v in arena_vals}
-        life = {v: (first[v], last_use.get(v, first[v])) for v in arena_vals}
-        offsets, total = plan_arena(arena_vals, sizes, life)
+        plan = static_plan(self.program, shapes_in)
+        offsets, total, shapes = plan.offsets, plan.arena_bytes, plan.shapes
         arena = np.empty(max(total, 64), np.uint8)
         arrays = {}
         for v, off in offsets.items():
@@ -109,19 +82,7 @@ class NativeModel:
                 table[bid] = arrays[v].ctypes.data
             elif v in self._weights:
                 table[bid] = self._weights[v].ctypes.data
-        plan = Plan(dims, shapes, offsets, total)
         return _Static(plan, arena, arrays, table)
-
-    def _bind(self, v, dexprs, shape, dims):
-        from ..lower.loopir import Const
-        if len(shape) != len(dexprs):
-            raise KilnError(f"%{v.name}: rank {len(shape)} at run time, {len(dexprs)} when compiled")
-        for k, (e, n) in enumerate(zip(dexprs, shape)):
-            if isinstance(e, Const):
-                if e.value != n:
-                    raise KilnError(f"%{v.name}: dim {k} is {n} at run time but was compiled as {e.value}")
-            else:
-                dims[e.slot] = n
 
     # --- running ---------------------------------------------------------------------------
     def run(self, feeds: dict) -> list:
@@ -219,14 +180,14 @@ class NativeModel:
             out_types = infer_concrete(node, in_types, in_vals)
             for v in node.inputs:
                 if v is not None:
-                    self._bind(v, prog.value_slots[v], env[v].shape, dims)
+                    bind_dims(v, prog.value_slots[v], env[v].shape, dims)
             for v, t in zip(node.outputs, out_types):
                 if v is None:
                     continue
                 shape = concrete(t)
                 if shape is None:
                     raise KilnError(f"{node.describe()}: cannot tell the output shape of %{v.name}")
-                self._bind(v, prog.value_slots[v], shape, dims)
+                bind_dims(v, prog.value_slots[v], shape, dims)
                 a = np.empty(shape, v.type.dtype.numpy)
                 env[v] = a
                 table[prog.buffers[v]] = a.ctypes.data

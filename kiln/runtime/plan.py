@@ -137,3 +137,46 @@ def plan_arena(order: list, sizes: dict, lifetimes: dict) -> tuple[dict, int]:
         offsets[v] = off
         top = max(top, off + size)
     return offsets, top
+
+
+def bind_dims(v, dexprs, shape, dims: np.ndarray) -> None:
+    """Fill the runtime-dim slots of value v from its concrete shape; compile-time dims must match."""
+    from ..lower.loopir import Const
+    if len(shape) != len(dexprs):
+        raise KilnError(f"%{v.name}: rank {len(shape)} at run time, {len(dexprs)} when compiled")
+    for k, (e, n) in enumerate(zip(dexprs, shape)):
+        if isinstance(e, Const):
+            if e.value != n:
+                raise KilnError(f"%{v.name}: dim {k} is {n} at run time but was compiled as {e.value}")
+        else:
+            dims[e.slot] = n
+
+
+def static_plan(program, input_shapes: dict) -> Plan:
+    """Shapes, runtime dims and arena offsets for one input signature; NoStaticPlan when some
+    shape depends on the data. The arena holds node outputs that are not graph outputs."""
+    g = program.graph
+    types, _ = eval_shapes(g, input_shapes)
+    shapes = {v: concrete(t) for v, t in types.items() if concrete(t) is not None}
+    dims = np.zeros(max(program.n_slots, 1), np.int64)
+    for v, dexprs in program.value_slots.items():
+        if v not in shapes:
+            raise NoStaticPlan(f"shape of %{v.name} depends on the data")
+        bind_dims(v, dexprs, shapes[v], dims)
+    outputs = set(g.outputs)
+    first, last_use = {}, {}
+    for i, node in enumerate(g.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last_use[v] = i
+        for v in node.outputs:
+            if v is not None:
+                first[v] = i
+    for v in outputs:
+        last_use[v] = len(g.nodes)
+    arena_vals = [v for v in first if v not in outputs and v in program.buffers and v in shapes]
+    sizes = {v: int(np.prod(shapes[v], dtype=np.int64)) * v.type.dtype.numpy.itemsize
+             for v in arena_vals}
+    life = {v: (first[v], last_use.get(v, first[v])) for v in arena_vals}
+    offsets, total = plan_arena(arena_vals, sizes, life)
+    return Plan(dims, shapes, offsets, total)

@@ -20,6 +20,18 @@ ST_DTYPE = {"f32": "F32", "f64": "F64", "f16": "F16", "bf16": "BF16", "i8": "I8"
 FROM_ST = {v: k for k, v in ST_DTYPE.items()}
 
 
+def layout(arrays: dict[str, np.ndarray]) -> dict[str, int]:
+    """Byte offset of each numeric array inside the data section `dump` writes (same order, no
+    padding): compiled code that reads weights straight from the file relies on it."""
+    out, offset = {}, 0
+    for name, a in arrays.items():
+        if a.dtype == object:
+            continue
+        out[name] = offset
+        offset += a.nbytes
+    return out
+
+
 def dump(arrays: dict[str, np.ndarray]) -> bytes:
     """The safetensors bytes of {name: array} (header padded to 8 bytes, as the format asks)."""
     header, meta, blobs, offset = {}, {}, [], 0
