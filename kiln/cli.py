@@ -1,8 +1,9 @@
-"""The `kiln` command line. Subcommands arrive with the parts they drive; today:
+"""The `kiln` command line.
 
-    kiln ir MODEL                 print the graph IR of a model
-    kiln run MODEL --input name=file.npy [--target interpret]
-    kiln ops                      list the op set
+    kiln compile MODEL -o OUT.kiln [--target cpu] [--c-shape N=1]
+    kiln run OUT.kiln|MODEL --input name=file.npy [--target cpu]
+    kiln ir MODEL [--kernels]     print the graph IR (or each kernel's loop IR and C)
+    kiln ops                      list the op set (and which ops have a native lowering)
 """
 from __future__ import annotations
 
@@ -16,13 +17,56 @@ from .errors import KilnError
 
 def _cmd_ir(a) -> int:
     from .api import to_graph
-    print(to_graph(a.model))
+    graph = to_graph(a.model)
+    if not a.kernels:
+        print(graph)
+        return 0
+    from .backend.c import CRenderer
+    from .lower.program import lower_graph
+    program = lower_graph(graph)
+    r = CRenderer()
+    for i in sorted(program.native):
+        nk = program.native[i]
+        print(nk.kernel)
+        print(r.kernel(nk.kernel, nk.fn))
+        print()
+    for i in program.host:
+        print(f"# host: {graph.nodes[i].describe()}: {program.host_reasons[i]}")
     return 0
 
 
-def _cmd_run(a) -> int:
+def _parse_shapes(items) -> dict:
+    out = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value.isdigit():
+            raise KilnError(f"--c-shape takes SYMBOL=INT, got {item!r}")
+        out[name] = int(value)
+    return out
+
+
+def _cmd_compile(a) -> int:
+    import warnings
     from .api import compile
-    m = compile(a.model, target=a.target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = compile(a.model, target=a.target, c_shapes=_parse_shapes(a.c_shape))
+    for w in caught:
+        print(f"kiln: warning: {w.message}", file=sys.stderr)
+    m.save(a.output)
+    man = m.manifest
+    print(f"{a.output}: target {man['target']}, {len(man['kernels'])} kernels, "
+          f"{len(man['host_ops'])} host ops, weights {man['weights_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def _load_or_compile(path: str, target: str):
+    from .api import compile, load
+    return load(path) if path.endswith(".kiln") else compile(path, target=target)
+
+
+def _cmd_run(a) -> int:
+    m = _load_or_compile(a.model, a.target)
     feeds = {}
     for item in a.input or []:
         name, sep, path = item.partition("=")
@@ -43,22 +87,33 @@ def _cmd_run(a) -> int:
 
 def _cmd_ops(a) -> int:
     from .ops import REGISTRY
+    native = 0
     for d in REGISTRY:
-        print(f"{d.name:28} {d.doc}")
-    print(f"{len(REGISTRY)} ops")
+        lowered = d.lower is not None or d.scalar is not None
+        native += lowered
+        print(f"{d.name:28} {'native' if lowered else 'host  '}  {d.doc}")
+    print(f"{len(REGISTRY)} ops, {native} with a native lowering")
     return 0
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="kiln", description="kiln, a deep learning compiler")
     sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("compile", help="compile a model into a .kiln artifact")
+    s.add_argument("model")
+    s.add_argument("-o", "--output", required=True, help="the .kiln file to write")
+    s.add_argument("--target", default="cpu", choices=["cpu", "interpret"])
+    s.add_argument("--c-shape", action="append", metavar="SYMBOL=INT",
+                   help="bind a symbolic dim for the C entry point (default 1)")
+    s.set_defaults(fn=_cmd_compile)
     s = sub.add_parser("ir", help="print the graph IR of a model")
     s.add_argument("model")
+    s.add_argument("--kernels", action="store_true", help="print each kernel's loop IR and C")
     s.set_defaults(fn=_cmd_ir)
-    s = sub.add_parser("run", help="run a model on inputs from .npy files")
+    s = sub.add_parser("run", help="run a model (.onnx or .kiln) on inputs from .npy files")
     s.add_argument("model")
     s.add_argument("--input", action="append", metavar="NAME=FILE.npy")
-    s.add_argument("--target", default="interpret")
+    s.add_argument("--target", default="cpu", choices=["cpu", "interpret"])
     s.add_argument("--save", metavar="PREFIX", help="also save each output as PREFIX<name>.npy")
     s.set_defaults(fn=_cmd_run)
     s = sub.add_parser("ops", help="list the supported ops")

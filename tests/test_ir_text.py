@@ -42,7 +42,7 @@ def test_types_and_constants_are_parsed():
     assert s.data.tolist() == ['a"b', "line\nbreak"]
     assert p.feedable and not b.feedable
     gemm = g.nodes[0]
-    assert gemm.name == "fc 1" and gemm.attrs == {"alpha": 0.1, "transB": 1}
+    assert gemm.name == "fc 1" and gemm.attrs == {"alpha": float(np.float32(0.1)), "transB": 1}
     split = g.nodes[1]
     assert split.inputs[1] is None and split.outputs[1] is None
     assert split.attrs["t"].dtype == np.int64
@@ -165,3 +165,16 @@ def test_verifier_accepts_sound_graphs_and_lists_problems():
     g.constants[0].data = np.zeros(3, np.float32)
     with pytest.raises(VerifyError, match="has shape"):
         verify(g)
+
+
+def test_float32_attributes_keep_their_exact_value():
+    g = Graph("g")
+    x = Value("x", tensor("f32", (2,)))
+    g.inputs = [x]
+    eps = float(np.float32(1e-5))               # what ONNX attributes hold
+    g.add_node("LeakyRelu", [x], attrs={"alpha": eps, "beta": 0.1}, types=[tensor("f32", (2,))])
+    g.outputs = g.nodes[0].outputs
+    g2 = kiln.parse_ir(str(g))
+    # float attributes are f32 (as in ONNX): 0.1 reads back as the f32 nearest to 0.1
+    assert g2.nodes[0].attrs["alpha"] == eps and g2.nodes[0].attrs["beta"] == float(np.float32(0.1))
+    assert str(kiln.parse_ir(str(g2))) == str(g2)

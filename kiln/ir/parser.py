@@ -251,7 +251,8 @@ class _Parser:
             return t
         if self.at("["):
             return self.list_value(scope)
-        return self.scalar()
+        v = self.scalar()
+        return float(np.float32(v)) if isinstance(v, float) else v    # float attributes are f32
 
     def list_value(self, scope):
         self.expect("[")
