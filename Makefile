@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo test conformance conformance-cpu models bench clean
+.PHONY: demo test conformance conformance-cpu models bench check-models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) examples/demo.py
+demo: $(MODELS_STAMP)
+	PYTHONPATH=. $(PY) examples/demo.py
 
-test: $(STAMP)
+test: $(MODELS_STAMP)
 	$(PY) -m pytest tests
 
 # The whole ONNX backend test suite through the reference interpreter.
@@ -32,11 +32,21 @@ $(MODELS_STAMP): pyproject.toml $(STAMP)
 
 # The benchmark model set: export the six models (random weights) to .cache/models/ once.
 models: $(MODELS_STAMP)
-	$(PY) -m benchmarks.models
+	PYTHONPATH=. $(PY) -m benchmarks.models
 
 clean:
 	rm -rf $(VENV) build *.egg-info
 
 # kiln vs onnxruntime vs PyTorch eager on the model set (writes benchmarks/RESULTS.md)
 bench: $(MODELS_STAMP)
-	$(PY) -m benchmarks.bench
+	PYTHONPATH=. $(PY) -m benchmarks.bench
+
+# every model of the set: compiled once, run at several batch sizes / sequence lengths vs onnxruntime
+check-models: $(MODELS_STAMP)
+	PYTHONPATH=. $(PY) -m benchmarks.check_models
+
+# The whole ONNX backend test suite compiled to native code; the second run counts the cases that
+# pass with no host op at all.
+conformance-cpu: $(STAMP)
+	$(PY) ../shared/tools/onnx_conformance.py kiln.onnx_backend --kw target=cpu
+	$(PY) ../shared/tools/onnx_conformance.py kiln.onnx_backend --kw target=cpu --kw native_only=1

@@ -116,9 +116,9 @@ class Module:
         return f"<kiln.Module {self.name} target={self.target} {len(self.graph.nodes)} nodes>"
 
 
-def compile(src, target: str = "interpret", opt_level: int = 2, threads: int | None = None,
+def compile(src, target: str = "cpu", opt_level: int = 2, threads: int | None = None,
             **kw) -> Module:
-    """Compile a model for `target` ("interpret" for now; "cpu" and "cuda" with their backends)."""
+    """Compile a model for `target`: "cpu" (native code) or "interpret" (numpy references)."""
     if target not in TARGETS:
         raise UnsupportedError(f"unknown target {target!r}; kiln supports {', '.join(TARGETS)}")
     if not isinstance(opt_level, int) or not 0 <= opt_level <= 3:

@@ -9,7 +9,7 @@ from onnx.backend.base import Backend, BackendRep
 
 from . import api
 
-DEFAULT_TARGET = "interpret"
+DEFAULT_TARGET = "cpu"
 
 
 class KilnRep(BackendRep):

@@ -67,3 +67,23 @@ def test_example_inputs_are_valid():
     assert (np.diff(mask, axis=1) <= 0).all()
     with pytest.raises(ValueError):
         models.get("nope")
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_compiled_matches_onnxruntime(built, batch):
+    """target="cpu" with no host ops, one library for every batch size, results as onnxruntime's."""
+    name, path, sess, _ = built
+    m = _compiled(path)
+    assert m.host_ops == []
+    feeds = models.example_inputs(name, batch)
+    (ours,), (ref,) = m.run(feeds), sess.run(None, feeds)
+    np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-4)
+
+
+_MODULES = {}
+
+
+def _compiled(path):
+    if path not in _MODULES:
+        _MODULES[path] = kiln.compile(path, target="cpu")
+    return _MODULES[path]
