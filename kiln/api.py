@@ -82,8 +82,9 @@ class Module:
             prog = self._native.program
             for i in sorted(prog.native):
                 nk = prog.native[i]
-                kernels.append({"name": nk.fn, "nodes": [nk.node.name or f"{nk.node.op}_{i}"],
-                                "ops": [nk.node.op]})
+                members = nk.node.attrs["body"].nodes if nk.node.op == "Fused" else [nk.node]
+                kernels.append({"name": nk.fn, "nodes": [n.name or n.op for n in members],
+                                "ops": [n.op for n in members]})
             host_nodes = [{"node": self.graph.nodes[i].name, "op": self.graph.nodes[i].op,
                            "reason": prog.host_reasons[i]} for i in prog.host]
             arena = self._native.last_arena_bytes

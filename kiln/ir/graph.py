@@ -155,6 +155,13 @@ class Graph:
                 out[v.name] = v.data
         return out
 
+    def clone(self) -> "Graph":
+        """An independent copy (through the text form; constants share their arrays)."""
+        from .parser import parse_ir
+        g = parse_ir(str(self), self.weights())
+        g.meta = dict(self.meta)
+        return g
+
     def __str__(self) -> str:
         from .printer import print_graph
         return print_graph(self)

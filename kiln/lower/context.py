@@ -51,15 +51,19 @@ class TensorRef:
 
 
 class LowerCtx:
-    def __init__(self, node, opdef, attrs, inputs, outputs):
+    def __init__(self, node, opdef, attrs, inputs, outputs, counter: list | None = None):
         self.node, self.opdef, self.attrs = node, opdef, attrs
         self.inputs: list[TensorRef | None] = inputs
         self.outputs: list[TensorRef | None] = outputs
-        self._n = 0
+        self._counter = counter if counter is not None else [0]   # shared by nested contexts
+        # Fusion: epilogue(flat_index, multi_index) -> statements that finish one output element
+        # in place. An anchor lowering that applies it per tile sets epilogue_done.
+        self.epilogue = None
+        self.epilogue_done = False
 
     def fresh(self, prefix: str = "t") -> str:
-        self._n += 1
-        return f"{prefix}{self._n}"
+        self._counter[0] += 1
+        return f"{prefix}{self._counter[0]}"
 
     def const_input(self, i: int) -> np.ndarray | None:
         """The value of input i when it is a compile-time constant."""

@@ -108,7 +108,7 @@ def lower_graph(graph: Graph, registry=REGISTRY) -> Program:
         why = None
         if d.lower is None and d.scalar is None:
             why = "no lowering"
-        elif any(True for _ in node.subgraphs()):
+        elif node.op != "Fused" and any(True for _ in node.subgraphs()):
             why = "has subgraphs"
         elif not all(_native_type(v) for v in node.inputs + node.outputs):
             why = "types not native (dtype, sequence or unknown rank)"
@@ -145,8 +145,15 @@ def _lower_node(node: Node, index: int, d, ref_shape) -> NodeKernel:
     body = d.lower(ctx) if d.lower is not None else lower_elementwise(ctx, d.scalar)
     params = [Param(t.buf, t.dtype, "in") for t in ins if t is not None]
     params += [Param(t.buf, t.dtype, "out") for t in outs if t is not None]
-    label = f"{node.op} {node.name!r}" if node.name else node.op
-    k = Kernel(f"k{index}_{ident(node.op)}", params, body, [label], [node.op])
+    if node.op == "Fused":         # name the kernel after what it fuses, list every source node
+        members = attrs["body"].nodes
+        ops = [n.op for n in members]
+        labels = [f"{n.op} {n.name!r}" if n.name else n.op for n in members]
+        k = Kernel(f"k{index}_fused_{ident('_'.join(o.lower() for o in ops))[:40]}", params, body,
+                   labels, ops)
+    else:
+        label = f"{node.op} {node.name!r}" if node.name else node.op
+        k = Kernel(f"k{index}_{ident(node.op)}", params, body, [label], [node.op])
     return NodeKernel(node, index, k)
 
 

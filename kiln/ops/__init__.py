@@ -2,19 +2,19 @@
 and shape inference, numpy reference. `REGISTRY` is built here, explicitly, from this list."""
 from __future__ import annotations
 
-from . import (activation, attention, control, detection, elementwise, image, index, linalg, ml, nn,
-               quant, random, reduce, rnn, sequence, shape, signal, text, training)
-from . import (activation_lower, elementwise_lower, index_lower, linalg_lower, nn_lower,
+from . import (activation, attention, control, detection, elementwise, fused, image, index, linalg,
+               ml, nn, quant, random, reduce, rnn, sequence, shape, signal, text, training)
+from . import (activation_lower, elementwise_lower, fused_lower, index_lower, linalg_lower, nn_lower,
                reduce_lower, shape_lower)
 from .registry import REQUIRED, OpDef, Registry, op
 
 MODULES = [elementwise, activation, reduce, shape, index, nn, linalg, quant, rnn, attention,
-           signal, detection, image, text, random, ml, training, control, sequence]
+           signal, detection, image, text, random, ml, training, control, sequence, fused]
 
 
 # Native lowerings, kept beside each family in <family>_lower.py; each gives ops of the registry
 # their `lower` or `scalar` function.
-LOWERINGS = [elementwise_lower, activation_lower, reduce_lower, shape_lower, index_lower, nn_lower,
+LOWERINGS = [fused_lower, elementwise_lower, activation_lower, reduce_lower, shape_lower, index_lower, nn_lower,
              linalg_lower]
 
 

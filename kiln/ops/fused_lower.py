@@ -1,0 +1,105 @@
+"""Lowering of Fused groups (fused.py): one kernel per group.
+
+- "elementwise": every body node is elementwise (`scalar`); the chain becomes one loop nest whose body
+  computes each intermediate as a local (`Let`) and stores only the group's result.
+- "epilogue": the anchor (first body node) is lowered with the group's output buffer as its own
+  output, then the elementwise chain is applied to that buffer in place. An anchor lowering that
+  knows its tiles (e.g. one conv output plane) runs the chain right after each tile through
+  `ctx.epilogue`; otherwise the chain runs as a loop over the whole output after the anchor.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from ..lower.context import LowerCtx, NotLowerable, TensorRef, same_shape
+from ..lower.loopir import Const, Let, Load, Store, Var
+
+
+def _chain(ctx: LowerCtx, nodes, env: dict, out_ref: TensorRef, flat, idx) -> list:
+    """Statements computing `nodes` (elementwise) at one output position; env maps body Values to
+    expressions already available there. Ends with the store of the group's result."""
+    from . import REGISTRY
+    stmts = []
+    for node in nodes:
+        d = REGISTRY.get(node.op)
+        if d.scalar is None:
+            raise NotLowerable(f"{node.op} is not elementwise")
+        args = [None if v is None else env[v] for v in node.inputs]
+        sctx = SimpleNamespace(attrs=d.resolve_attrs(node.attrs, node.describe()), node=node)
+        e = d.scalar(sctx, *args)
+        name = ctx.fresh("v")
+        dt = node.outputs[0].type.dtype.name
+        stmts.append(Let(name, e, dt))
+        env[node.outputs[0]] = Var(name, dt)
+    stmts.append(Store(out_ref.buf, flat, env[nodes[-1].outputs[0]]))
+    return stmts
+
+
+def _input_env(ctx: LowerCtx, body, out_ref: TensorRef, flat, idx, skip=()) -> dict:
+    env = {}
+    for v, ref in zip(body.inputs, ctx.inputs):
+        if v in skip or ref is None:
+            continue
+        if same_shape(ref, out_ref):
+            env[v] = ref.load(flat)
+        elif idx is None:
+            raise NotLowerable("broadcast input without a multi-index")
+        else:
+            env[v] = ref.load(ctx.broadcast_index(ref, out_ref.shape, idx))
+    return env
+
+
+def lower_fused(ctx: LowerCtx):
+    body = ctx.attrs["body"]
+    out = ctx.outputs[0]
+    if len(ctx.outputs) != 1 or len(body.outputs) != 1:
+        raise NotLowerable("a fused group with several outputs")
+    if ctx.attrs["kind"] == "elementwise":
+        def loop_body(idx):
+            flat = ctx.index(out, idx)
+            env = _input_env(ctx, body, out, flat, idx)
+            return _chain(ctx, body.nodes, env, out, flat, idx)
+        if all(same_shape(r, out) for r in ctx.inputs if r is not None):
+            return ctx.flat_loop(out.numel(), lambda i: _chain(
+                ctx, body.nodes, _input_env(ctx, body, out, i, None), out, i, None))
+        return ctx.loops(out.shape, loop_body) if out.rank else loop_body([])
+    return _lower_epilogue(ctx, body, out)
+
+
+def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
+    from . import REGISTRY
+    anchor, chain = body.nodes[0], body.nodes[1:]
+    d = REGISTRY.get(anchor.op)
+    if d.lower is None and d.scalar is None:
+        raise NotLowerable(f"{anchor.op} has no lowering")
+    pos = {v: k for k, v in enumerate(body.inputs)}
+    a_ins = [None if v is None else ctx.inputs[pos[v]] for v in anchor.inputs]
+    a_out = TensorRef(out.buf, out.dtype, out.shape)
+    actx = LowerCtx(anchor, d, d.resolve_attrs(anchor.attrs, anchor.describe()), a_ins, [a_out],
+                    counter=ctx._counter)
+
+    def epilogue(flat, idx):
+        env = _input_env(ctx, body, out, flat, idx, skip={anchor.outputs[0]})
+        env[anchor.outputs[0]] = Load(out.buf, flat, out.dtype)
+        return _chain(ctx, chain, env, out, flat, idx)
+    actx.epilogue = epilogue
+    if d.lower is not None:
+        stmts = d.lower(actx)
+    else:
+        from ..lower.context import lower_elementwise
+        stmts = lower_elementwise(actx, d.scalar)
+    if actx.epilogue_done:
+        return stmts
+    # the anchor did not apply the chain per tile: one more loop over the whole output
+    if not out.rank:
+        return stmts + epilogue(Const(0), [])
+    return stmts + ctx.loops(out.shape, lambda idx: epilogue(ctx.index(out, idx), idx))
+
+
+LOWER = {"Fused": lower_fused}
+
+
+def attach(ops) -> None:
+    for d in ops:
+        if d.name in LOWER:
+            d.lower = LOWER[d.name]
