@@ -16,11 +16,13 @@ from ..ir.types import UNKNOWN, OptionalType, SequenceType, TensorType, Type
 
 
 class InferContext:
-    def __init__(self, node, opdef, input_types: list, attrs: dict, consts: list):
+    def __init__(self, node, opdef, input_types: list, attrs: dict, consts: list,
+                 symbolic: list | None = None):
         self.node, self.opdef = node, opdef
         self.inputs: list[Type | None] = input_types    # None: optional input not given
         self.attrs: dict[str, Any] = attrs
         self._consts = consts
+        self._symbolic = symbolic or []
         self.n_outputs = len(node.outputs)
 
     def const(self, i: int):
@@ -28,6 +30,17 @@ class InferContext:
         if i < len(self._consts):
             c = self._consts[i]
             return c if isinstance(c, np.ndarray) else None
+        return None
+
+    def dims_value(self, i: int):
+        """Input i (a short int vector such as a reshape target) as a list of dims, each an int,
+        a symbol or None, when known at compile time (constant or computed from shapes)."""
+        c = self.const(i)
+        if c is not None and c.dtype.kind in "iu" and c.ndim <= 1:
+            return [int(x) for x in c.reshape(-1)]
+        if i < len(self._symbolic) and self._symbolic[i] is not None:
+            shape, dims = self._symbolic[i]
+            return list(dims) if len(shape) == 1 else None
         return None
 
     def has(self, i: int) -> bool:

@@ -1,9 +1,17 @@
-"""Native lowerings of reduce.py: Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax (constant axes)."""
+"""Native lowerings of reduce.py: Reduce*, ArgMax/ArgMin, Softmax/LogSoftmax, Hardmax, CumSum/CumProd
+and TopK.
+
+Reductions over constant axes are loop nests parallel over the kept positions. When `axes` is a
+tensor known only at run time, one serial kernel reads it, decides for each input dim whether it is
+reduced, and accumulates every input element into its output slot (`_runtime_axes`).
+"""
 from __future__ import annotations
+
+import numpy as np
 
 from ..lower.context import NotLowerable
 from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, require_float, select
-from ..lower.loopir import Assign, Const, For, Let, Store, Var
+from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul
 from ..lower.reduction import count, nest, out_index, reduce_loops, split_loops
 
 INT_RANGE = {"i8": (-2**7, 2**7 - 1), "i16": (-2**15, 2**15 - 1), "i32": (-2**31, 2**31 - 1),
@@ -14,7 +22,11 @@ INT_RANGE = {"i8": (-2**7, 2**7 - 1), "i16": (-2**15, 2**15 - 1), "i32": (-2**31
 def _axes(ctx, x):
     from .reduce import reduce_axes
     if len(ctx.inputs) > 1 and ctx.inputs[1] is not None:
-        axes = ctx.require_const(1, "reduction axes")
+        n = ctx.inputs[1].static_shape()
+        if ctx.inputs[1].data is None and n is not None and int(np.prod(n)) == 0:
+            axes = np.zeros(0, np.int64)          # an empty axes tensor: its value is known
+        else:
+            axes = ctx.require_const(1, "reduction axes")
     else:
         axes = None
     chosen = reduce_axes(axes, x.rank, ctx.attrs["noop_with_empty_axes"])
@@ -33,42 +45,118 @@ def _plus(a, b):
     return binop("+", a, b)
 
 
+def _spec(kind: str, dt: str, count):
+    """(init, combine(acc, v), finalize(acc)) of a reduction; count() gives the number of reduced
+    elements (an i64 expression) for the mean."""
+    ident = lambda acc: acc
+    if dt == "bool":
+        if kind == "max":
+            return c(False, dt), lambda a, v: binop("||", a, v), ident
+        if kind == "min":
+            return c(True, dt), lambda a, v: binop("&&", a, v), ident
+        raise NotLowerable(f"Reduce {kind} over bool")
+    if kind == "sum":
+        return c(0, dt), lambda a, v: cast(_plus(a, v), dt), ident
+    if kind == "sumsq":
+        return c(0, dt), lambda a, v: cast(_plus(a, binop("*", v, v)), dt), ident
+    if kind == "l1":
+        return c(0, dt), lambda a, v: cast(_plus(a, select(binop("<", v, c(0, dt)), binop("-", c(0, dt), v), v)), dt), ident
+    if kind == "prod":
+        return c(1, dt), lambda a, v: cast(binop("*", a, v), dt), ident
+    if kind == "max":
+        return _lowest(dt), maximum, ident
+    if kind == "min":
+        return _highest(dt), minimum, ident
+    if kind == "mean" and dt not in FLOAT:
+        if dt not in INT_RANGE:
+            raise NotLowerable(f"ReduceMean over {dt}")
+
+        def int_mean(a):           # truncating toward zero, as C; an empty reduction gives 0
+            n = count()
+            return select(binop("==", n, Const(0)), c(0, dt), cast(binop("/", a, cast(n, dt)), dt))
+        return c(0, dt), lambda a, v: cast(_plus(a, v), dt), int_mean
+    if kind in ("mean", "l2", "logsum"):
+        require_float(Const(0, dt), kind)
+        fin = {"mean": lambda a: binop("/", a, cast(count(), dt)),
+               "l2": lambda a: call("sqrt", a), "logsum": lambda a: call("log", a)}[kind]
+        comb = (lambda a, v: _plus(a, binop("*", v, v))) if kind == "l2" else _plus
+        return c(0, dt), comb, fin
+    if kind == "logsumexp":      # running log(exp(a) + exp(v)), exact at -inf/+inf and NaN
+        require_float(Const(0, dt), kind)
+
+        def log_add_exp(a, v):
+            hi, lo = maximum(a, v), minimum(a, v)
+            special = binop("||", binop("==", lo, c(float("-inf"), dt)), binop("==", hi, c(float("inf"), dt)))
+            return select(special, hi, binop("+", hi, call("log1p", call("exp", binop("-", lo, hi)))))
+        return c(float("-inf"), dt), log_add_exp, ident
+    raise AssertionError(kind)
+
+
 def reduction(kind: str):
     def lower(ctx):
         x, out = ctx.inputs[0], ctx.outputs[0]
         dt = x.dtype
-        if dt == "bool":
-            raise NotLowerable("reductions over bool")
+        if len(ctx.inputs) > 1 and ctx.inputs[1] is not None and ctx.inputs[1].data is None:
+            n = ctx.inputs[1].static_shape()
+            if n is None or int(np.prod(n)) != 0:
+                return _runtime_axes(ctx, kind, x, out)
         axes = _axes(ctx, x)
-        ident = lambda acc: acc
-        if kind == "sum":
-            spec = (c(0, dt), lambda a, v: cast(_plus(a, v), dt), ident)
-        elif kind == "sumsq":
-            spec = (c(0, dt), lambda a, v: cast(_plus(a, binop("*", v, v)), dt), ident)
-        elif kind == "l1":
-            spec = (c(0, dt), lambda a, v: cast(_plus(a, select(binop("<", v, c(0, dt)), binop("-", c(0, dt), v), v)), dt), ident)
-        elif kind == "prod":
-            spec = (c(1, dt), lambda a, v: cast(binop("*", a, v), dt), ident)
-        elif kind == "max":
-            spec = (_lowest(dt), maximum, ident)
-        elif kind == "min":
-            spec = (_highest(dt), minimum, ident)
-        elif kind in ("mean", "l2", "logsum"):
-            require_float(Const(0, dt), kind)
-            fin = {"mean": lambda a: binop("/", a, cast(count(x, axes), dt)),
-                   "l2": lambda a: call("sqrt", a), "logsum": lambda a: call("log", a)}[kind]
-            comb = (lambda a, v: _plus(a, binop("*", v, v))) if kind == "l2" else _plus
-            spec = (c(0, dt), comb, fin)
-        elif kind == "logsumexp":
+        if kind == "logsumexp":
             return _log_sum_exp(ctx, x, out, axes)
-        else:
-            raise AssertionError(kind)
-        init, combine, finalize = spec
+        init, combine, finalize = _spec(kind, dt, lambda: count(x, axes))
 
         def store(kept, value):
             return [Store(out.buf, out_index(x, axes, kept), value)]
         return reduce_loops(ctx, x, axes, init, combine, finalize, store)
     return lower
+
+
+def _runtime_axes(ctx, kind, x, out):
+    """A reduction whose axes tensor is read at run time (serial: every input element is added
+    into its output slot). For each input dim k: red_k (reduced or not) and os_k, its stride in
+    the output (0 when reduced; the output holds the kept dims in order, whatever keepdims)."""
+    axes = ctx.inputs[1]
+    if axes.rank != 1 or axes.dtype not in ("i64", "i32"):
+        raise NotLowerable("reduction axes must be a 1-D integer tensor")
+    dt, r = x.dtype, x.rank
+    red = [ctx.fresh("red") for _ in range(r)]
+    pre = [Let(v, Const(0), "i64") for v in red]
+    j, a = Var(ctx.fresh("j")), ctx.fresh("ax")
+    av = Var(a)
+    raw = cast(axes.load(j), "i64")
+    pick = [Let(a, select(binop("<", raw, Const(0)), add(raw, Const(r)), raw), "i64")]
+    pick += [If(binop("==", av, Const(k)), [Assign(red[k], Const(1))]) for k in range(r)]
+    if r:
+        pre.append(For(j.name, axes.shape[0], pick))
+    n_axes = axes.shape[0]
+    if not ctx.attrs["noop_with_empty_axes"] and not (isinstance(n_axes, Const) and n_axes.value):
+        pre.append(If(binop("==", axes.shape[0], Const(0)), [Assign(v, Const(1)) for v in red]))
+    n_out = ctx.fresh("nout")
+    nv = Var(n_out)
+    pre.append(Let(n_out, Const(1), "i64"))
+    ostride = [None] * r
+    for k in reversed(range(r)):
+        is_red = binop("!=", Var(red[k]), Const(0))
+        ostride[k] = Var(ctx.fresh("os"))
+        pre += [Let(ostride[k].name, select(is_red, Const(0), nv), "i64"),
+                Assign(n_out, mul(nv, select(is_red, Const(1), x.shape[k])))]
+    init, combine, finalize = _spec(kind, dt, lambda: Bin("/", x.numel(), nv, "i64"))
+    o = Var(ctx.fresh("o"))
+    body = [For(o.name, nv, [Store(out.buf, o, init)])]
+
+    def acc(idx):
+        oi = Const(0)
+        for i, s in zip(idx, ostride):
+            oi = add(oi, mul(i, s))
+        at, a, v = ctx.fresh("at"), ctx.fresh("a"), ctx.fresh("v")
+        return [Let(at, oi, "i64"), Let(a, Load(out.buf, Var(at), dt), dt),
+                Let(v, x.load(ctx.index(x, idx)), dt),
+                Store(out.buf, Var(at), combine(Var(a, dt), Var(v, dt)))]
+    body += ctx.loops(x.shape, acc, "serial") if r else acc([])
+    if kind in ("mean", "l2", "logsum"):
+        body.append(For(o.name, nv, [Store(out.buf, o, finalize(Load(out.buf, o, dt)))]))
+    # the planned output must hold exactly the kept dims (a wrong plan must not write past it)
+    return pre + [If(binop("==", nv, out.numel()), body)]
 
 
 def _log_sum_exp(ctx, x, out, axes):

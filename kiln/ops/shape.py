@@ -117,7 +117,7 @@ def solve_missing_dim(in_shape, known):
 
 
 def infer_reshape(ctx):
-    target = const_ints(ctx, 1)
+    target = ctx.dims_value(1)         # constant, or known symbolically (Shape -> ... -> Concat)
     if target is not None:
         in_shape = ctx.shape(0)
         if in_shape is None:
@@ -319,7 +319,7 @@ def split(x, split=None, *, axis, num_outputs, n_outputs):
 
 # --- Expand / Tile -------------------------------------------------------------------------
 def infer_expand(ctx):
-    s, target = ctx.shape(0), const_ints(ctx, 1)
+    s, target = ctx.shape(0), ctx.dims_value(1)
     if s is not None and target is not None:
         return [tensor_of(ctx.dtype(0), broadcast_shapes([s, tuple(target)], ctx.fail))]
     n = vector_len(ctx, 1)
@@ -448,7 +448,7 @@ def fill_value(value) -> np.ndarray:
 
 def infer_constant_of_shape(ctx):
     dt = dtypes.from_numpy(fill_value(ctx.attrs["value"]).dtype)
-    dims = const_ints(ctx, 0)
+    dims = ctx.dims_value(0)
     if dims is not None:
         return [tensor_of(dt, dims)]
     n = vector_len(ctx, 0)

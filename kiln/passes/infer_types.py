@@ -10,6 +10,7 @@ from ..ir.graph import Graph
 from ..ir.types import UNKNOWN, OptionalType, SequenceType, TensorType
 from ..ops import REGISTRY
 from ..ops.infer import InferContext
+from .shape_values import propagate, value_of
 
 
 def merge_types(ours, declared):
@@ -34,11 +35,15 @@ def merge_types(ours, declared):
     return ours
 
 
-def infer_node(node, registry=REGISTRY, strict: bool = False):
+def infer_node(node, registry=REGISTRY, strict: bool = False, known: dict | None = None):
+    """Infer node's output types in place. `known` holds symbolic values of shape tensors
+    (shape_values.py); it is read for the node's inputs and updated with its output."""
     d = registry.get(node.op)
     attrs = d.resolve_attrs(node.attrs, node.describe())
     consts = [v.data if v is not None and v.is_const else None for v in node.inputs]
-    ctx = InferContext(node, d, [None if v is None else v.type for v in node.inputs], attrs, consts)
+    sym = [value_of(v, known) if known is not None else None for v in node.inputs]
+    ctx = InferContext(node, d, [None if v is None else v.type for v in node.inputs], attrs, consts,
+                       sym)
     try:
         types = d.infer(ctx)
     except KilnError:
@@ -50,12 +55,15 @@ def infer_node(node, registry=REGISTRY, strict: bool = False):
     for v, t in zip(node.outputs, list(types) + [UNKNOWN] * len(node.outputs)):
         if v is not None:
             v.type = merge_types(t, v.type)
+    if known is not None:
+        propagate(node, known, attrs)
 
 
-def infer_types(graph: Graph, registry=REGISTRY) -> Graph:
+def infer_types(graph: Graph, registry=REGISTRY, known: dict | None = None) -> Graph:
     """Infer every node's output types in place (mutates the graph, returns it)."""
+    known = {} if known is None else known
     for node in graph.nodes:
         for sub in node.subgraphs():
-            infer_types(sub, registry)
-        infer_node(node, registry)
+            infer_types(sub, registry, known)
+        infer_node(node, registry, known=known)
     return graph

@@ -1,0 +1,306 @@
+"""Local algebraic simplification: a table of small rewrites run to a fixed point.
+
+Each rule looks at one node and returns
+- a Value: the node's (first) output always equals that value; every use moves to it and the node
+  goes (`forward` refuses when the output is a graph output: outputs keep their names);
+- True: it rewrote the node in place (its outputs stay the same Values);
+- None: it does not apply.
+Nodes the rewrites leave unused (the inner Transpose of a pair, say) are left for "dce".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import KilnError
+from ..ir import dtypes
+from ..ir.graph import Graph, Node, Value
+from ..ir.types import TensorType
+from .effects import const_data, dropout_in_training
+from .manager import graph_pass
+from .rewrite import Names, Subst, used_values
+
+MAX_SWEEPS = 50
+
+
+@dataclass
+class Ctx:
+    graph: Graph            # the graph being swept (new constants go here)
+    names: Names            # fresh names, unique over the whole model
+    used: set               # values used when the sweep began (a superset of those used now)
+    outputs: set            # the graph's outputs
+
+
+Rule = Callable[[Node, Ctx], "Value | bool | None"]
+
+
+@graph_pass("simplify")
+def simplify(graph: Graph) -> Graph:
+    """Apply the local rewrites of RULES until none applies (mutates the graph, returns it):
+    identities, inference Dropout, x+0 / x*1, no-op and round-trip Casts, Transpose pairs,
+    Reshape pairs, and Squeeze/Unsqueeze/Flatten/Reshape chains folded into one Reshape."""
+    _simplify(graph, Names(graph))
+    return graph
+
+
+def _simplify(g: Graph, names: Names):
+    for _ in range(MAX_SWEEPS):
+        if not _sweep(g, names):
+            return
+
+
+def _sweep(g: Graph, names: Names) -> bool:
+    ctx = Ctx(g, names, used_values(g), set(g.outputs))
+    subst, kept, changed = Subst(), [], False
+    for node in g.nodes:
+        subst.apply(node)
+        for sub in node.subgraphs():
+            _simplify(sub, names)
+        result = None
+        for rule in RULES.get(node.op, ()):
+            result = rule(node, ctx)
+            if result is not None:
+                break
+        if isinstance(result, Value):
+            subst.redirect(node.outputs[0], result)
+            changed = True
+            continue
+        changed = changed or bool(result)
+        kept.append(node)
+    g.nodes = kept
+    return changed
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def forward(node: Node, ctx: Ctx, v: Value | None):
+    """`v` as the node's replacement, unless the node computes a graph output."""
+    if v is None or node.outputs[0] in ctx.outputs:
+        return None
+    return v
+
+
+def producer(v: Value | None, *ops: str) -> Node | None:
+    if v is None or v.producer is None or v.producer.op not in ops:
+        return None
+    return v.producer
+
+
+def tensor_type(v: Value | None) -> TensorType | None:
+    """The value's type when it is a tensor of known dtype and shape with no unknown dims."""
+    t = None if v is None else v.type
+    if isinstance(t, TensorType) and t.dtype is not None and t.shape is not None \
+            and all(d is not None for d in t.shape):
+        return t
+    return None
+
+
+def input_at(node: Node, i: int) -> Value | None:
+    return node.inputs[i] if len(node.inputs) > i else None
+
+
+# --- identities ------------------------------------------------------------------------------
+def identity(node, ctx):
+    """Identity(x) -> x."""
+    return forward(node, ctx, node.inputs[0])
+
+
+def dropout_at_inference(node, ctx):
+    """Dropout(x) -> x when not training (no training_mode, or a constant false) and the mask is
+    unused."""
+    mask = node.outputs[1] if len(node.outputs) > 1 else None
+    if dropout_in_training(node) or (mask is not None and mask in ctx.used):
+        return None
+    return forward(node, ctx, node.inputs[0])
+
+
+def _neutral(c: Value | None, x: Value | None, out: Value, fill) -> bool:
+    """`c` is a constant filled with `fill` whose broadcast leaves `x` as it is (out's type = x's)."""
+    data, tx = const_data(c), tensor_type(x)
+    if data is None or tx is None or tensor_type(out) != tx or data.dtype != tx.dtype.numpy:
+        return False
+    if data.ndim > len(tx.shape) or not np.all(data == fill):
+        return False
+    return all(n == 1 or n == d for n, d in zip(data.shape[::-1], tx.shape[::-1]))
+
+
+def add_zero(node, ctx):
+    """Add(x, 0) and Add(0, x) and Sub(x, 0) -> x (when the zeros do not broadcast x)."""
+    a, b = node.inputs
+    pairs = [(a, b), (b, a)] if node.op == "Add" else [(a, b)]
+    for x, c in pairs:
+        if _neutral(c, x, node.outputs[0], 0):
+            return forward(node, ctx, x)
+    return None
+
+
+def mul_one(node, ctx):
+    """Mul(x, 1) and Mul(1, x) and Div(x, 1) -> x (when the ones do not broadcast x)."""
+    a, b = node.inputs
+    pairs = [(a, b), (b, a)] if node.op == "Mul" else [(a, b)]
+    for x, c in pairs:
+        if _neutral(c, x, node.outputs[0], 1):
+            return forward(node, ctx, x)
+    return None
+
+
+# --- casts -----------------------------------------------------------------------------------
+def _cast_target(node):
+    try:
+        return dtypes.from_onnx(node.attrs["to"])
+    except (KeyError, KilnError):
+        return None
+
+
+def _dtype(v: Value | None):
+    t = None if v is None else v.type
+    return t.dtype if isinstance(t, TensorType) else None
+
+
+def cast_noop(node, ctx):
+    """Cast(x) to x's own dtype -> x."""
+    dt = _dtype(node.inputs[0])
+    if dt is not None and dt == _cast_target(node):
+        return forward(node, ctx, node.inputs[0])
+    return None
+
+
+_FLOAT_WIDENING = {"f16": {"f32", "f64"}, "bf16": {"f32", "f64"}, "f32": {"f64"}}
+_MANTISSA = {"f16": 11, "bf16": 8, "f32": 24, "f64": 53}
+_INTS = {"i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64"}
+
+
+def exact_widening(a, b) -> bool:
+    """Every value of dtype `a` is exactly representable in dtype `b` (so b -> a gives it back)."""
+    a, b = a.name, b.name
+    if a == "bool":
+        return b in _INTS or b in _MANTISSA
+    if a in _FLOAT_WIDENING:
+        return b in _FLOAT_WIDENING[a]
+    if a not in _INTS:
+        return False
+    bits, signed = int(a[1:]), a[0] == "i"
+    if b in _INTS:
+        b_bits, b_signed = int(b[1:]), b[0] == "i"
+        return b_bits > bits if (b_signed and not signed) else (signed == b_signed and b_bits >= bits)
+    if b in _MANTISSA:
+        return _MANTISSA[b] >= (bits - 1 if signed else bits)
+    return False
+
+
+def cast_round_trip(node, ctx):
+    """Cast(Cast(x) to a wider dtype) back to x's dtype -> x (exact widening only)."""
+    inner = producer(node.inputs[0], "Cast")
+    if inner is None:
+        return None
+    x = inner.inputs[0]
+    dx, mid = _dtype(x), _cast_target(inner)
+    if dx is None or mid is None or _cast_target(node) != dx or not exact_widening(dx, mid):
+        return None
+    return forward(node, ctx, x)
+
+
+# --- transposes and reshapes -----------------------------------------------------------------
+def _perm(node: Node, rank: int | None):
+    p = node.attrs.get("perm")
+    if p is None:
+        return None if rank is None else list(range(rank))[::-1]
+    return [int(i) for i in p]
+
+
+def transpose_pair(node, ctx):
+    """Transpose(Transpose(x, p1), p2) -> Transpose(x, p1∘p2), or x when that is the identity."""
+    inner = producer(node.inputs[0], "Transpose")
+    if inner is None:
+        return None
+    x = inner.inputs[0]
+    rank = None
+    if isinstance(x.type, TensorType) and x.type.shape is not None:
+        rank = len(x.type.shape)
+    for n in (inner, node):
+        if rank is None and n.attrs.get("perm") is not None:
+            rank = len(n.attrs["perm"])
+    p1, p2 = _perm(inner, rank), _perm(node, rank)
+    if p1 is None or p2 is None or len(p1) != len(p2):
+        return None
+    composed = [p1[i] for i in p2]
+    if composed == list(range(len(composed))) and node.outputs[0] not in ctx.outputs:
+        return x
+    node.inputs = [x]
+    node.attrs["perm"] = composed
+    return True
+
+
+def reshape_pair(node, ctx):
+    """Reshape(Reshape(x), s) -> Reshape(x, s) when s is a constant without 0 entries (0 would copy
+    a dim of the inner result) or allowzero is set."""
+    inner = producer(node.inputs[0], "Reshape")
+    if inner is None:
+        return None
+    shape = const_data(node.inputs[1])
+    if not node.attrs.get("allowzero", 0) and (shape is None or np.any(shape == 0)):
+        return None
+    node.inputs = [inner.inputs[0], node.inputs[1]]
+    return True
+
+
+SHAPE_OPS = ("Squeeze", "Unsqueeze", "Flatten", "Reshape")
+
+
+def _constant_target(node: Node) -> bool:
+    if node.op == "Flatten":
+        return True
+    target = input_at(node, 1)
+    if target is None:
+        return node.op == "Squeeze"
+    return const_data(target) is not None
+
+
+def reshape_target(x: Value, y: Value):
+    """A Reshape target (allowzero 0) taking x's shape to y's, from their types: int dims as they
+    are, a symbolic dim as 0 (copy) where x has the same symbol at the same place. None if none."""
+    tx, ty = x.type, y.type
+    if not (isinstance(tx, TensorType) and isinstance(ty, TensorType)) \
+            or tx.shape is None or ty.shape is None:
+        return None
+    out = []
+    for i, d in enumerate(ty.shape):
+        if isinstance(d, int) and d > 0:
+            out.append(d)
+        elif isinstance(d, str) and i < len(tx.shape) and tx.shape[i] == d:
+            out.append(0)
+        else:
+            return None
+    return out
+
+
+def shape_chain(node, ctx):
+    """Two of Squeeze/Unsqueeze/Flatten/Reshape in a row, with constant targets -> one Reshape."""
+    inner = producer(node.inputs[0], *SHAPE_OPS)
+    if inner is None or not (_constant_target(inner) and _constant_target(node)):
+        return None
+    x = inner.inputs[0]
+    target = reshape_target(x, node.outputs[0])
+    if target is None:
+        return None
+    shape = ctx.graph.add_const(ctx.names.fresh(f"{node.outputs[0].name}_shape"),
+                                np.array(target, dtype=np.int64))
+    node.op, node.inputs, node.attrs = "Reshape", [x, shape], {}
+    return True
+
+
+RULES: dict[str, list[Rule]] = {
+    "Identity": [identity],
+    "Dropout": [dropout_at_inference],
+    "Add": [add_zero],
+    "Sub": [add_zero],
+    "Mul": [mul_one],
+    "Div": [mul_one],
+    "Cast": [cast_noop, cast_round_trip],
+    "Transpose": [transpose_pair],
+    "Reshape": [reshape_pair, shape_chain],
+    "Squeeze": [shape_chain],
+    "Unsqueeze": [shape_chain],
+    "Flatten": [shape_chain],
+}
