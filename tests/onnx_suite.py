@@ -80,7 +80,8 @@ def compare(outs, refs, rtol, atol):
             assert o.tolist() == r.tolist(), "object mismatch"
             continue
         assert o.shape == r.shape, f"shape {o.shape} != {r.shape}"
-        if r.dtype.kind == "V":       # bf16 / fp8 from ml_dtypes: compare values, NaN == NaN
+        if type(r.dtype.type).__module__ == "ml_dtypes" or r.dtype.type.__module__ == "ml_dtypes":
+            # bf16 / fp8 from ml_dtypes: compare the values exactly, NaN == NaN
             assert o.dtype == r.dtype, f"dtype {o.dtype} != {r.dtype}"
             o, r = o.astype(np.float32), r.astype(np.float32)
         if np.issubdtype(r.dtype, np.floating) or np.issubdtype(r.dtype, np.complexfloating):

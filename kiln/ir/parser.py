@@ -242,7 +242,7 @@ class _Parser:
                 return TensorAttrRef(t, ref)
             if not isinstance(t, TensorType) or t.dtype is None or not t.is_static:
                 self.fail("a tensor attribute needs a static tensor type", pos)
-            return self.make_array(self.list_value(scope), t, pos)
+            return self.make_array(self.list_value(None), t, pos)     # raw values, f64 kept
         if kind == "id" and tok == "type":
             self.next()
             self.expect("<")
