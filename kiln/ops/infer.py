@@ -78,6 +78,9 @@ def broadcast_dims(a, b, fail=None):
         return a
     if isinstance(b, int):
         return b
+    # a symbol against an unknown dim: the unknown is 1 or the same size (or the model is wrong)
+    if a is None or b is None:
+        return a if b is None else b
     return None
 
 

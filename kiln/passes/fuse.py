@@ -28,16 +28,23 @@ def _shape(v: Value):
     return t.shape if isinstance(t, TensorType) and t.shape is not None and None not in t.shape else None
 
 
-def _uses(graph: Graph) -> dict:
-    """value -> number of uses (nodes, subgraph reads, graph outputs)."""
-    counts: dict = {}
-    for _, n in graph.all_nodes():
+OUTSIDE = object()      # a use by a graph output or from inside a subgraph
+
+
+def _users(graph: Graph) -> dict:
+    """value -> list of the nodes of this graph that read it (OUTSIDE for other kinds of use)."""
+    users: dict = {}
+    for n in graph.nodes:
         for v in n.inputs:
             if v is not None:
-                counts[v] = counts.get(v, 0) + 1
+                users.setdefault(v, []).append(n)
+        for _, inner in (x for g in n.subgraphs() for x in g.all_nodes()):
+            for v in inner.inputs:
+                if v is not None:
+                    users.setdefault(v, []).append(OUTSIDE)
     for v in graph.outputs:
-        counts[v] = counts.get(v, 0) + 100      # never fused away
-    return counts
+        users.setdefault(v, []).append(OUTSIDE)
+    return users
 
 
 def _elementwise(node: Node) -> bool:
@@ -46,7 +53,7 @@ def _elementwise(node: Node) -> bool:
 
 
 def _groups(graph: Graph) -> list[list[Node]]:
-    uses = _uses(graph)
+    users = _users(graph)
     taken: set = set()
     groups = []
     for root in reversed(graph.nodes):
@@ -56,22 +63,27 @@ def _groups(graph: Graph) -> list[list[Node]]:
             continue
         group, anchored = [root], False
         out_shape, out_dtype = _shape(root.outputs[0]), root.outputs[0].type.dtype
-        frontier = [root]
-        while frontier:
-            node = frontier.pop()
-            for v in node.inputs:
-                p = v.producer if v is not None else None
-                if p is None or id(p) in taken or p in group or uses.get(v, 0) != 1:
+        grew = True
+        while grew:                     # a value read twice joins once all its readers have
+            grew = False
+            for node in list(group):
+                if not _elementwise(node):      # the anchor's own inputs stay outside
                     continue
-                if len(p.outputs) != 1 or _shape(v) != out_shape:
-                    continue
-                if _elementwise(p):
-                    group.append(p)
-                    frontier.append(p)
-                elif not anchored and p.op in EPILOGUE_ANCHORS and v.type.dtype == out_dtype \
-                        and not any(True for _ in p.subgraphs()):
-                    group.append(p)
-                    anchored = True
+                for v in node.inputs:
+                    p = v.producer if v is not None else None
+                    if p is None or id(p) in taken or p in group:
+                        continue
+                    if len(p.outputs) != 1 or _shape(v) != out_shape:
+                        continue
+                    if not all(u is not OUTSIDE and u in group for u in users.get(v, [])):
+                        continue
+                    if _elementwise(p):
+                        group.append(p)
+                        grew = True
+                    elif not anchored and p.op in EPILOGUE_ANCHORS and v.type.dtype == out_dtype \
+                            and not any(True for _ in p.subgraphs()):
+                        group.append(p)
+                        anchored = grew = True
         if len(group) > 1:
             order = {id(n): i for i, n in enumerate(graph.nodes)}
             group.sort(key=lambda n: order[id(n)])

@@ -258,16 +258,20 @@ def _constant_target(node: Node) -> bool:
 
 
 def reshape_target(x: Value, y: Value):
-    """A Reshape target (allowzero 0) taking x's shape to y's, from their types: int dims as they
-    are, a symbolic dim as 0 (copy) where x has the same symbol at the same place. None if none."""
+    """A Reshape target (allowzero 0) taking x's shape to y's, from their types, or None: int dims
+    as they are; a symbolic dim as 0 (copy) where x has the same symbol at the same place, or as
+    -1 when it is the only symbolic dim (the rest being ints, -1 is never ambiguous)."""
     tx, ty = x.type, y.type
     if not (isinstance(tx, TensorType) and isinstance(ty, TensorType)) \
             or tx.shape is None or ty.shape is None:
         return None
+    symbolic = [d for d in ty.shape if not isinstance(d, int)]
     out = []
     for i, d in enumerate(ty.shape):
         if isinstance(d, int) and d > 0:
             out.append(d)
+        elif len(symbolic) == 1 and isinstance(d, str):
+            out.append(-1)
         elif isinstance(d, str) and i < len(tx.shape) and tx.shape[i] == d:
             out.append(0)
         else:
