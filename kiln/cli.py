@@ -18,8 +18,21 @@ from .errors import KilnError
 def _cmd_ir(a) -> int:
     from .api import to_graph
     graph = to_graph(a.model)
-    if not a.kernels:
+    if a.after:
+        from .compiler import optimize
+        from .passes.manager import Instrument
+        wanted = set(a.after.split(","))
+        graph, pm = optimize(graph, a.opt_level, Instrument(verify=True, print_after=wanted))
+        known = {p.name for p in pm.passes} | {"all"}
+        if not wanted <= known:
+            raise KilnError(f"--after {a.after}: not in the opt_level {a.opt_level} pipeline "
+                            f"({', '.join(p.name for p in pm.passes) or 'empty'})")
+        if a.kernels:
+            print("# --- kernels")
+    elif not a.kernels:
         print(graph)
+        return 0
+    if not a.kernels:
         return 0
     from .backend.c import CRenderer
     from .lower.program import lower_graph
@@ -109,6 +122,9 @@ def main(argv=None) -> int:
     s = sub.add_parser("ir", help="print the graph IR of a model")
     s.add_argument("model")
     s.add_argument("--kernels", action="store_true", help="print each kernel's loop IR and C")
+    s.add_argument("--after", metavar="PASS[,PASS]|all",
+                   help="print the IR after these passes of the pipeline (verified after each pass)")
+    s.add_argument("-O", "--opt-level", type=int, default=2, choices=[0, 1, 2, 3])
     s.set_defaults(fn=_cmd_ir)
     s = sub.add_parser("run", help="run a model (.onnx or .kiln) on inputs from .npy files")
     s.add_argument("model")

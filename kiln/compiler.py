@@ -28,9 +28,13 @@ def lower_for_cpu(graph, c_shapes: dict | None = None):
 
 def optimize(graph, opt_level: int, instrument=None):
     """The graph after the pass pipeline of `opt_level` (on a copy; the input graph is untouched),
-    and the pass manager (for its timings)."""
-    from .passes.manager import PassManager
+    and the pass manager (for its timings). KILN_DUMP_IR=dir dumps the IR after every pass."""
+    import os
+
+    from .passes.manager import Instrument, PassManager
     from .passes.pipelines import pipeline
+    if instrument is None and os.environ.get("KILN_DUMP_IR"):
+        instrument = Instrument(verify=True, dump_dir=os.environ["KILN_DUMP_IR"])
     pm = PassManager(pipeline(opt_level), instrument)
     if not pm.passes:
         return graph, pm
