@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import kiln
+from kiln.ir.types import TensorType
 from kiln.ir.verify import verify
 from kiln.passes import PASSES
 from kiln.runtime.interpreter import Interpreter
@@ -15,15 +16,42 @@ def ir(text: str) -> str:
     return textwrap.dedent(text).strip("\n")
 
 
-def run_pass(name: str, text: str) -> str:
-    """Parse, run the pass, verify, print."""
+def run_pass(name: str, text: str, check: bool = True) -> str:
+    """Parse, run the pass, verify, print; with `check`, also compare the interpreter's results
+    before and after on random inputs (where the inputs' types allow)."""
     g = PASSES[name](kiln.parse_ir(ir(text)))
     verify(g)
+    feeds = random_feeds(g) if check else None
+    if feeds is not None:
+        before = run(kiln.parse_ir(ir(text)), feeds)
+        for a, b in zip(run(g, feeds), before):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     return str(g)
 
 
+def random_feeds(g, symbol_size: int = 3):
+    """Random inputs fitting the graph's input types (a symbol is `symbol_size`), or None when
+    the graph has an input without a full tensor type or a constant without data."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for v in g.inputs:
+        t = v.type
+        if not isinstance(t, TensorType) or t.dtype is None or t.shape is None or None in t.shape:
+            return None
+        shape = [d if isinstance(d, int) else symbol_size for d in t.shape]
+        if t.dtype.name == "bool":
+            feeds[v.name] = rng.random(shape) < 0.5
+        elif t.dtype.is_float:
+            feeds[v.name] = rng.standard_normal(shape).astype(t.dtype.numpy)
+        else:
+            feeds[v.name] = rng.integers(0, 3, shape).astype(t.dtype.numpy)
+    if any(not isinstance(c.data, np.ndarray) for c in g.constants):
+        return None
+    return feeds
+
+
 def unchanged(name: str, text: str) -> bool:
-    return run_pass(name, text) == ir(text)
+    return run_pass(name, text, check=False) == ir(text)
 
 
 def run(graph, feeds: dict):
@@ -247,6 +275,37 @@ def test_fold_constants_takes_shape_and_size_from_static_types_only():
         }''')
 
 
+def test_fold_constants_takes_static_dims_picked_from_a_symbolic_shape():
+    src = '''
+        graph g(%x: f32[N,S,768]) {
+          %i: i64[] = const [2]
+          %j: i64[] = const [0]
+          %lo: i64[1] = const [-1]
+          %hi: i64[1] = const [9223372036854775807]
+          %s: i64[3] = Shape(%x)
+          %a: i64[] = Gather(%s, %i) {axis=0}
+          %n: i64[] = Gather(%s, %j) {axis=0}
+          %b: i64[1] = Slice(%s, %lo, %hi)
+          %y: i64[1] = Add(%b, %a)
+          %z: i64[] = Add(%n, %a)
+          return %y, %z
+        }'''
+    assert run_pass("fold-constants", src) == ir('''
+        graph g(%x: f32[N,S,768]) {
+          %i: i64[] = const [2]
+          %j: i64[] = const [0]
+          %lo: i64[1] = const [-1]
+          %hi: i64[1] = const [9223372036854775807]
+          %a: i64[] = const [768]
+          %b: i64[1] = const [768]
+          %s: i64[3] = Shape(%x)
+          %n: i64[] = Gather(%s, %j) {axis=0}
+          %y: i64[1] = Add(%b, %a)
+          %z: i64[] = Add(%n, %a)
+          return %y, %z
+        }''')
+
+
 def test_fold_constants_leaves_params_outputs_impure_ops_and_huge_results():
     src = '''
         graph g(%x: f32[2]) {
@@ -343,7 +402,7 @@ def test_simplify_dropout_only_at_inference_with_unused_mask():
           %y: f32[2] = Relu(%e)
           return %y, %m
         }'''
-    assert run_pass("simplify", src) == ir('''
+    assert run_pass("simplify", src, check=False) == ir('''
         graph g(%x: f32[2], %train: bool[]) {
           %f: bool[] = const [false]
           %c: f32[2], %m: bool[2] = Dropout(%x)
@@ -428,6 +487,40 @@ def test_simplify_casts():
         }''')
 
 
+def test_exact_widening_is_exact_by_brute_force():
+    """Every value of each 8/16-bit type (every bit pattern of f16 and bf16) survives the round
+    trip through every type exact_widening accepts (signs of zeros too; a NaN stays a NaN, its
+    payload may be quieted)."""
+    from kiln.ir import dtypes
+    from kiln.ops.elementwise import cast_array
+    from kiln.passes.simplify import exact_widening
+    names = ["bool", "i8", "u8", "i16", "u16", "i32", "u32", "i64", "u64", "f16", "bf16", "f32",
+             "f64"]
+    for a in ["bool", "i8", "u8", "i16", "u16", "f16", "bf16"]:
+        da = dtypes.from_name(a)
+        if a == "bool":
+            xs = np.array([False, True])
+        elif da.is_float:
+            xs = np.arange(2 ** 16, dtype=np.uint16).view(da.numpy)
+        else:
+            info = np.iinfo(da.numpy)
+            xs = np.arange(info.min, info.max + 1).astype(da.numpy)
+        for b in names:
+            db = dtypes.from_name(b)
+            back = cast_array(cast_array(xs, db), da)
+            if exact_widening(da, db):
+                with np.errstate(invalid="ignore"):     # signalling NaNs
+                    x64, b64 = xs.astype(np.float64), back.astype(np.float64)
+                assert np.array_equal(b64, x64, equal_nan=True), (a, b)
+                assert (np.isnan(x64) | (np.signbit(b64) == np.signbit(x64))).all(), (a, b)
+    accepted = {(a, b) for a in names for b in names
+                if exact_widening(dtypes.from_name(a), dtypes.from_name(b))}
+    assert {("i8", "i16"), ("u8", "i16"), ("u8", "f16"), ("i16", "f32"), ("f16", "f32"),
+            ("bf16", "f64"), ("bool", "f32")} <= accepted
+    assert not accepted & {("i8", "u16"), ("i16", "f16"), ("f32", "f16"), ("f32", "bf16"),
+                           ("i32", "f32"), ("f16", "bf16"), ("u64", "f64")}
+
+
 def test_simplify_transpose_pairs():
     src = '''
         graph g(%x: f32[2,3,4]) {
@@ -462,7 +555,7 @@ def test_simplify_reshape_pairs():
           %d: f32[?,?] = Reshape(%c, %s3)
           return %b, %d
         }'''
-    assert run_pass("simplify", src) == ir('''
+    assert run_pass("simplify", src, check=False) == ir('''
         graph g(%x: f32[2,3,4], %dyn: i64[2]) {
           %s1: i64[2] = const [6, 4]
           %s2: i64[2] = const [4, -1]
@@ -472,6 +565,31 @@ def test_simplify_reshape_pairs():
           %c: f32[?,?] = Reshape(%x, %dyn)
           %d: f32[?,?] = Reshape(%c, %s3)
           return %b, %d
+        }''')
+
+
+def test_simplify_drops_reshapes_to_the_input_shape():
+    src = '''
+        graph g(%x: f32[N,64], %v: i64[1]) {
+          %s: i64[2] = const [0, 64]
+          %ax: i64[1] = const [0]
+          %a: f32[N,64] = Reshape(%x, %s)
+          %b: f32[N,64] = Flatten(%a) {axis=1}
+          %c: i64[] = Squeeze(%v, %ax)
+          %d: i64[1] = Unsqueeze(%c, %ax)
+          %e: f32[N,64] = Relu(%b)
+          %f: i64[1] = Neg(%d)
+          return %e, %f
+        }'''
+    assert run_pass("simplify", src) == ir('''
+        graph g(%x: f32[N,64], %v: i64[1]) {
+          %s: i64[2] = const [0, 64]
+          %ax: i64[1] = const [0]
+          %d_shape: i64[1] = const [1]
+          %c: i64[] = Squeeze(%v, %ax)
+          %e: f32[N,64] = Relu(%x)
+          %f: i64[1] = Neg(%v)
+          return %e, %f
         }''')
 
 

@@ -103,20 +103,14 @@ class Graph:
         return node
 
     def fresh_name(self, base: str) -> str:
-        taken = self._names()
+        """A value name not used in this graph or its subgraphs (a subgraph's caller must make
+        sure enclosing graphs do not use it either)."""
+        taken = {v.name for v in self.all_values()}
         name, i = base, 1
         while name in taken:
             name = f"{base}_{i}"
             i += 1
-        taken.add(name)
         return name
-
-    def _names(self) -> set[str]:
-        cache = getattr(self, "_name_cache", None)
-        if cache is None:
-            cache = {v.name for v in self.all_values()}
-            self._name_cache = cache
-        return cache
 
     # --- reading ---------------------------------------------------------------------------
     def values(self) -> Iterator[Value]:

@@ -35,11 +35,14 @@ def _chain(ctx: LowerCtx, nodes, env: dict, out_ref: TensorRef, flat, idx) -> li
     return stmts
 
 
-def _input_env(ctx: LowerCtx, body, out_ref: TensorRef, flat, idx, skip=()) -> dict:
+def _input_env(ctx: LowerCtx, body, out_ref: TensorRef, flat, idx, only=None) -> dict:
+    """Loads of the body inputs (those in `only`, if given) at one output position."""
     env = {}
     for v, ref in zip(body.inputs, ctx.inputs):
-        if v in skip or ref is None:
+        if ref is None or (only is not None and v not in only):
             continue
+        if ref.rank > out_ref.rank:
+            raise NotLowerable("a fused input of higher rank than the result")
         if same_shape(ref, out_ref):
             env[v] = ref.load(flat)
         elif idx is None:
@@ -78,8 +81,10 @@ def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
     actx = LowerCtx(anchor, d, d.resolve_attrs(anchor.attrs, anchor.describe()), a_ins, [a_out],
                     counter=ctx._counter)
 
+    chain_reads = {v for n in chain for v in n.inputs if v is not None}
+
     def epilogue(flat, idx):
-        env = _input_env(ctx, body, out, flat, idx, skip={anchor.outputs[0]})
+        env = _input_env(ctx, body, out, flat, idx, only=chain_reads)
         env[anchor.outputs[0]] = Load(out.buf, flat, out.dtype)
         return _chain(ctx, chain, env, out, flat, idx)
     actx.epilogue = epilogue

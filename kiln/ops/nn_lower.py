@@ -56,6 +56,8 @@ def col_range(ctx, out_w, in_w, kw, stride, dil, pad):
 
 
 def lower_conv(ctx):
+    if ctx.inputs[0].rank not in (3, 4):
+        return lower_conv_nd(ctx)
     x, w, y, kernel, strides, dil, begin, group = conv_geometry(ctx)
     b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     dt = x.dtype
@@ -134,8 +136,10 @@ def pool_geometry(ctx):
 
 def lower_pool(kind: str):
     def lower(ctx):
-        if kind == "max" and len(ctx.outputs) > 1 and ctx.outputs[1] is not None:
-            raise NotLowerable("MaxPool with an Indices output")
+        x0 = ctx.inputs[0]
+        if (kind == "max" and len(ctx.outputs) > 1 and ctx.outputs[1] is not None) or \
+                x0.rank not in (3, 4) or x0.dtype not in FLOAT:
+            return lower_pool_nd(ctx, kind)
         x, y, kernel, strides, dil, begin, end = pool_geometry(ctx)
         dt = x.dtype
         N, C, H, W = x.shape
@@ -182,6 +186,211 @@ def lower_global_pool(kind: str):
         ctx.inputs = [ctx.inputs[0], TensorRef("axes", "i64", [Const(len(axes))], np.array(axes))]
         return reduction(kind)(ctx)
     return lower
+
+
+# --- N-d windows in gather form: 3-D convolution and pooling, ConvTranspose, LpPool, Indices ----
+def window_pads(ctx, x, kernel, strides, dilations):
+    """(begin, end) pads of a window op over x's spatial dims; SAME and ceil_mode need static
+    spatial sizes (the output sizes themselves come from the plan)."""
+    from .nn_window import resolve
+    a = ctx.attrs
+    k = x.rank - 2
+    if a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER") or a.get("ceil_mode"):
+        spatial = [d.value if isinstance(d, Const) else None for d in x.shape[2:]]
+        if None in spatial:
+            raise NotLowerable("SAME padding or ceil_mode over runtime spatial sizes")
+        win = resolve(spatial, kernel, strides, dilations, a["pads"], a["auto_pad"], bool(a.get("ceil_mode")))
+        return tuple(win.begin), tuple(win.end)
+    if a["auto_pad"] == "VALID" or not a["pads"]:
+        return (0,) * k, (0,) * k
+    return tuple(a["pads"][:k]), tuple(a["pads"][k:2 * k])
+
+
+def _nest(vars_, extents, body, kind="serial"):
+    for v, e in zip(reversed(vars_), reversed(extents)):
+        body = [For(v.name, e, body, kind)]
+    return body
+
+
+def _flat(idx, dims):
+    out = Const(0)
+    for i, d in zip(idx, dims):
+        out = add(mul(out, d), i)
+    return out
+
+
+def lower_conv_nd(ctx):
+    """Direct N-d convolution, one output element at a time: (image, channel) pairs in parallel;
+    taps outside the input are skipped."""
+    from .nn_window import spatial_attrs
+    x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    dt = x.dtype
+    if dt not in FLOAT or x.rank < 3 or w.dtype != dt or (b is not None and b.dtype != dt):
+        raise NotLowerable("convolution of non-floats or mixed dtypes")
+    wshape = w.static_shape()
+    if wshape is None or len(wshape) != x.rank:
+        raise NotLowerable("convolution weights need a static shape")
+    k = x.rank - 2
+    kernel, strides, dil = spatial_attrs(k, wshape[2:], ctx.attrs["strides"], ctx.attrs["dilations"])
+    begin, _ = window_pads(ctx, x, kernel, strides, dil)
+    group = ctx.attrs["group"]
+    M, cin = wshape[0], wshape[1]
+    if M % group:
+        raise NotLowerable("output channels not divisible by group")
+    N, C, S, O = x.shape[0], x.shape[1], x.shape[2:], y.shape[2:]
+    nm, n, m, ic = (Var(ctx.fresh(p)) for p in ("nm", "n", "m", "ic"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    tv = [Var(ctx.fresh("t")) for _ in range(k)]
+    acc = ctx.fresh("acc")
+    accv = Var(acc, dt)
+    coords = [add(add(mul(o, Const(s)), Const(-bg)), mul(t, Const(d)))
+              for o, t, s, bg, d in zip(ov, tv, strides, begin, dil)]
+    inside = c(True, "bool")
+    for ci, sz in zip(coords, S):
+        inside = binop("&&", inside, binop("&&", binop(">=", ci, Const(0)), binop("<", ci, sz)))
+    chan = add(mul(Bin("/", m, Const(M // group), "i64"), Const(cin)), ic) if group != 1 else ic
+    xi = _flat([n, chan] + coords, [N, C] + list(S))
+    wi = _flat([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
+    tap = [If(inside, [Assign(acc, binop("+", accv, binop("*", x.load(xi), w.load(wi))))])]
+    inner = [For(ic.name, Const(cin), _nest(tv, [Const(kk) for kk in kernel], tap))]
+    body = [Let(acc, b.load(m) if b is not None else c(0, dt), dt)] + inner + \
+        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
+    split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
+    return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
+
+
+def lower_conv_transpose(ctx):
+    """Transposed convolution gathered per output element: output position o (full coordinate
+    o + begin) takes x[i] * w[tap] wherever o + begin = i * stride + tap * dilation."""
+    from .nn import transpose_pads
+    from .nn_window import spatial_attrs
+    x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    dt = x.dtype
+    if dt not in FLOAT or x.rank < 3 or w.dtype != dt or (b is not None and b.dtype != dt):
+        raise NotLowerable("ConvTranspose of non-floats or mixed dtypes")
+    wshape = w.static_shape()
+    if wshape is None or len(wshape) != x.rank:
+        raise NotLowerable("ConvTranspose weights need a static shape")
+    a = ctx.attrs
+    k = x.rank - 2
+    kernel, strides, dil = spatial_attrs(k, wshape[2:], a["strides"], a["dilations"])
+    if a["kernel_shape"] and tuple(a["kernel_shape"]) != tuple(kernel):
+        raise NotLowerable("kernel_shape differs from the weights")
+    if a["output_shape"] or a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = [d.value if isinstance(d, Const) else None for d in x.shape[2:]]
+        if None in spatial:
+            raise NotLowerable("ConvTranspose output_shape/SAME over runtime spatial sizes")
+        begin = transpose_pads(spatial, kernel, strides, dil, a["output_padding"] or [0] * k, a["pads"],
+                               a["output_shape"], a["auto_pad"])[0]
+    elif a["auto_pad"] == "VALID" or not a["pads"]:
+        begin = [0] * k
+    else:
+        begin = list(a["pads"][:k])
+    group = a["group"]
+    C, Mg = wshape[0], wshape[1]
+    if C % group:
+        raise NotLowerable("input channels not divisible by group")
+    Cg, M = C // group, Mg * group
+    N, S, O = x.shape[0], x.shape[2:], y.shape[2:]
+    nm, n, m, cc = (Var(ctx.fresh(p)) for p in ("nm", "n", "m", "cc"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    tv = [Var(ctx.fresh("t")) for _ in range(k)]
+    acc = ctx.fresh("acc")
+    accv = Var(acc, dt)
+    full = [ctx.fresh("f") for _ in range(k)]
+    ok = c(True, "bool")
+    src = []
+    for f, sz, s in zip(full, S, strides):
+        fv = Var(f)
+        cond = binop(">=", fv, Const(0))
+        if s != 1:
+            cond = binop("&&", cond, binop("==", Bin("%", fv, Const(s), "i64"), Const(0)))
+        i = Bin("/", fv, Const(s), "i64") if s != 1 else fv
+        ok = binop("&&", ok, binop("&&", cond, binop("<", i, sz)))
+        src.append(i)
+    chan = add(mul(Bin("/", m, Const(Mg), "i64"), Const(Cg)), cc) if group != 1 else cc
+    m_local = Bin("%", m, Const(Mg), "i64") if group != 1 else m
+    xi = _flat([n, chan] + src, [N, Const(C)] + list(S))
+    wi = _flat([chan, m_local] + tv, [Const(C), Const(Mg)] + [Const(kk) for kk in kernel])
+    lets = [Let(f, sub(add(o, Const(bg)), mul(t, Const(d))), "i64")
+            for f, o, t, bg, d in zip(full, ov, tv, begin, dil)]
+    tap = lets + [If(ok, [Assign(acc, binop("+", accv, binop("*", x.load(xi), w.load(wi))))])]
+    inner = [For(cc.name, Const(Cg), _nest(tv, [Const(kk) for kk in kernel], tap))]
+    body = [Let(acc, b.load(m) if b is not None else c(0, dt), dt)] + inner + \
+        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
+    split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
+    return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
+
+
+def lower_pool_nd(ctx, kind: str):
+    """MaxPool (any numeric dtype, with Indices), AveragePool and LpPool over N-d windows, one
+    output element at a time; (image, channel) pairs in parallel."""
+    from .nn_window import spatial_attrs
+    from .reduce_lower import _lowest
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    ind = ctx.outputs[1] if kind == "max" and len(ctx.outputs) > 1 else None
+    dt = x.dtype
+    if x.rank < 3 or dt == "bool" or (kind != "max" and dt not in FLOAT):
+        raise NotLowerable(f"{kind} pooling of {dt} or rank {x.rank}")
+    a = ctx.attrs
+    k = x.rank - 2
+    kernel, strides, dil = spatial_attrs(k, a["kernel_shape"], a["strides"], a["dilations"])
+    if kernel is None or len(kernel) != k:
+        raise NotLowerable("pooling kernel_shape of another rank")
+    begin, end = window_pads(ctx, x, kernel, strides, dil)
+    N, C, S, O = x.shape[0], x.shape[1], x.shape[2:], y.shape[2:]
+    nc = Var(ctx.fresh("nc"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    tv = [Var(ctx.fresh("t")) for _ in range(k)]
+    coords = [add(add(mul(o, Const(s)), Const(-bg)), mul(t, Const(d)))
+              for o, t, s, bg, d in zip(ov, tv, strides, begin, dil)]
+    inside = c(True, "bool")
+    for ci, sz in zip(coords, S):
+        inside = binop("&&", inside, binop("&&", binop(">=", ci, Const(0)), binop("<", ci, sz)))
+    xv = x.load(_flat([nc] + coords, [mul(N, C)] + list(S)))
+    acc, cnt = ctx.fresh("acc"), ctx.fresh("cnt")
+    accv, cntv = Var(acc, dt), Var(cnt, "i64")
+    body = [Let(acc, _lowest(dt) if kind == "max" else c(0, dt), dt)]
+    if kind == "max" and ind is None:
+        tap = [If(inside, [Assign(acc, maximum(accv, xv))])]
+    elif kind == "max":            # the first maximum in window order; padding reads the lowest value
+        clipped = [minimum(maximum(ci, Const(0)), sub(sz, Const(1))) for ci, sz in zip(coords, S)]
+        if a["storage_order"]:
+            spatial_at = _flat(clipped[::-1], list(S)[::-1])
+        else:
+            spatial_at = _flat(clipped, list(S))
+        at, v = ctx.fresh("at"), ctx.fresh("v")
+        vv = Var(v, dt)
+        better = binop(">", vv, accv)
+        if dt in FLOAT:
+            better = binop("||", better, binop("&&", binop("!=", vv, vv), binop("==", accv, accv)))
+        first = binop("==", _flat(tv, [Const(kk) for kk in kernel]), Const(0))
+        tap = [Let(v, select(inside, xv, _lowest(dt)), dt),
+               If(binop("||", first, better), [Assign(acc, vv), Assign(at, spatial_at)])]
+        body.append(Let(at, Const(0), "i64"))
+    else:
+        term = xv if kind == "avg" else call("pow", call("fabs", xv), c(float(a["p"]), dt))
+        tap = [If(inside, [Assign(acc, binop("+", accv, term)), Assign(cnt, add(cntv, Const(1)))])]
+        if kind == "avg" and a.get("count_include_pad"):
+            in_pads = c(True, "bool")
+            for ci, sz, bg, e in zip(coords, S, begin, end):
+                in_pads = binop("&&", in_pads, binop("&&", binop(">=", ci, Const(-bg)), binop("<", ci, add(sz, Const(e)))))
+            tap = [If(inside, [Assign(acc, binop("+", accv, xv))]), If(in_pads, [Assign(cnt, add(cntv, Const(1)))])]
+        body.append(Let(cnt, Const(0), "i64"))
+    body += _nest(tv, [Const(kk) for kk in kernel], tap)
+    if kind == "avg":
+        result = cast(binop("/", cast(accv, "f64"), cast(cntv, "f64")), dt)
+    elif kind == "lp":
+        result = call("pow", accv, c(1.0 / a["p"], dt))
+    else:
+        result = accv
+    yi = _flat([nc] + ov, [mul(N, C)] + list(O))
+    body.append(Store(y.buf, yi, result))
+    if ind is not None:
+        body.append(Store(ind.buf, yi, add(mul(nc, product(S)), Var(at))))
+    return [For(nc.name, mul(N, C), _nest(ov, list(O), body), "parallel")]
 
 
 # --- normalization -----------------------------------------------------------------------------
@@ -276,7 +485,164 @@ def lower_instance_norm(ctx):
     return _normalize_rows(ctx, x, y, rows, width, None, affine, c(ctx.attrs["epsilon"], x.dtype))
 
 
+def _stash(ctx, x):
+    """The float type statistics are computed in (stash_type, widened for float64 inputs)."""
+    from ..ir import dtypes
+    if x.dtype not in FLOAT:
+        raise NotLowerable("normalization of non-floats")
+    st = dtypes.from_onnx(ctx.attrs["stash_type"]).name if "stash_type" in ctx.attrs else "f32"
+    if st not in FLOAT:
+        raise NotLowerable(f"normalization statistics in {st}")
+    return "f64" if x.dtype == "f64" else st
+
+
+def _suffix_param(t, full_shape: list, flat):
+    """Load of a parameter broadcast against full_shape at the flat position, when its shape
+    (leading 1s aside) is a suffix of full_shape: it repeats every numel(t) elements."""
+    dims = list(t.shape)
+    while dims and isinstance(dims[0], Const) and dims[0].value == 1:
+        dims.pop(0)
+    if len(dims) > len(full_shape) or any(a != b for a, b in zip(dims[::-1], full_shape[::-1])):
+        raise NotLowerable("a normalization parameter that broadcasts inside its dims")
+    n = product(dims)
+    if all(a == b for a, b in zip(dims, full_shape)) and len(dims) == len(full_shape):
+        return t.load(flat)
+    return t.load(Bin("%", flat, n, "i64"))
+
+
+def lower_rms_norm(ctx):
+    x, scale = ctx.inputs[0], ctx.inputs[1]
+    y = ctx.outputs[0]
+    st = _stash(ctx, x)
+    dt = x.dtype
+    if scale.dtype != dt:
+        raise NotLowerable("RMSNormalization scale of another dtype")
+    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    if not 0 <= axis < x.rank:
+        raise NotLowerable("RMSNormalization axis out of range")
+    rows, width = product(x.shape[:axis]), product(x.shape[axis:])
+    r, j = Var(ctx.fresh("r")), Var(ctx.fresh("j"))
+    ss, inv = ctx.fresh("sumsq"), ctx.fresh("inv")
+    flat = add(mul(r, width), j)
+    xv = cast(x.load(flat), st)
+    eps = c(ctx.attrs["epsilon"], st)
+    rms = call("sqrt", binop("+", cast(binop("/", Var(ss, "f64"), cast(width, "f64")), st), eps))
+    normalized = cast(binop("/", xv, Var(inv, st)), dt)
+    body = [Let(ss, c(0, "f64"), "f64"),
+            For(j.name, width, [Assign(ss, binop("+", Var(ss, "f64"), cast(binop("*", xv, xv), "f64")))]),
+            Let(inv, rms, st),
+            For(j.name, width, [Store(y.buf, flat, binop("*", normalized, _suffix_param(scale, x.shape, flat)))],
+                "vector")]
+    return [For(r.name, rows, body, "parallel")]
+
+
+def lower_group_norm(ctx):
+    x, scale, bias = ctx.inputs
+    y = ctx.outputs[0]
+    st = _stash(ctx, x)
+    dt = x.dtype
+    if st != dt or scale.dtype != dt or bias.dtype != dt or x.rank < 2:
+        raise NotLowerable("GroupNormalization with statistics or parameters in another dtype")
+    G = int(ctx.attrs["num_groups"])
+    C = x.shape[1]
+    if not isinstance(C, Const) or G <= 0 or C.value % G:
+        raise NotLowerable("GroupNormalization needs a static channel count divisible by num_groups")
+    per = C.value // G
+    spatial = product(x.shape[2:])
+    n_par = scale.static_shape()
+    if n_par is None or bias.static_shape() != n_par or len(n_par) != 1 or n_par[0] not in (C.value, G):
+        raise NotLowerable("GroupNormalization scale/bias per channel or per group")
+    per_group = n_par[0] == G != C.value
+
+    def affine(r, j, v):
+        g = Bin("%", r, Const(G), "i64")
+        ch = g if per_group else add(mul(g, Const(per)), Bin("/", j, spatial, "i64"))
+        return binop("+", binop("*", v, scale.load(ch)), bias.load(ch))
+    return _normalize_rows(ctx, x, y, mul(x.shape[0], Const(G)), mul(Const(per), spatial), None, affine,
+                           c(ctx.attrs["epsilon"], dt))
+
+
+def _axis_passes(ctx, x, axes, body_fn):
+    """Loops over the kept axes of x (parallel outside); body_fn(over, xi, yi_of) gives the body,
+    where over(stmts) wraps statements in loops over the reduced axes and xi is x's flat index."""
+    from ..lower.reduction import nest, split_loops
+    kept, red, all_vars = split_loops(ctx, x, axes)
+    kept_ext = [d for k, d in enumerate(x.shape) if k not in axes]
+    red_ext = [d for k, d in enumerate(x.shape) if k in axes]
+    over = lambda stmts: nest(red, red_ext, stmts)
+    return nest(kept, kept_ext, body_fn(over, ctx.index(x, all_vars)), "parallel")
+
+
+def lower_mvn(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    dt = x.dtype
+    if dt not in FLOAT:
+        raise NotLowerable("MeanVarianceNormalization of non-floats")
+    axes = tuple(sorted({a + x.rank if a < 0 else a for a in ctx.attrs["axes"]}))
+    if any(not 0 <= a < x.rank for a in axes):
+        raise NotLowerable("MeanVarianceNormalization axes out of range")
+    n = cast(product([x.shape[a] for a in axes]), dt)
+
+    def body(over, xi):
+        s, q, mean, std = (ctx.fresh(p) for p in ("s", "q", "mean", "std"))
+        xv = x.load(xi)
+        mv = Var(mean, dt)
+        var = binop("-", binop("/", Var(q, dt), n), binop("*", mv, mv))
+        return ([Let(s, c(0, dt), dt), Let(q, c(0, dt), dt)]
+                + over([Assign(s, binop("+", Var(s, dt), xv)), Assign(q, binop("+", Var(q, dt), binop("*", xv, xv)))])
+                + [Let(mean, binop("/", Var(s, dt), n), dt),
+                   Let(std, call("sqrt", maximum(var, c(0, dt))), dt)]
+                + over([Store(y.buf, xi, binop("/", binop("-", xv, mv), binop("+", Var(std, dt), c(1e-9, dt))))]))
+    return _axis_passes(ctx, x, axes, body)
+
+
+def lower_lp_norm(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    dt = x.dtype
+    p = ctx.attrs["p"]
+    if dt not in FLOAT or p not in (1, 2) or x.rank == 0:
+        raise NotLowerable("LpNormalization of non-floats or p other than 1 and 2")
+    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+
+    def body(over, xi):
+        norm = ctx.fresh("norm")
+        nv = Var(norm, dt)
+        xv = x.load(xi)
+        term = call("fabs", xv) if p == 1 else binop("*", xv, xv)
+        fin = [] if p == 1 else [Assign(norm, call("sqrt", nv))]
+        return ([Let(norm, c(0, dt), dt)] + over([Assign(norm, binop("+", nv, term))]) + fin
+                + [Assign(norm, select(binop("==", nv, c(0, dt)), c(1, dt), nv))]
+                + over([Store(y.buf, xi, binop("/", xv, nv))]))
+    return _axis_passes(ctx, x, (axis,), body)
+
+
+def lower_lrn(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    dt = x.dtype
+    if dt not in FLOAT or x.rank < 2:
+        raise NotLowerable("LRN of non-floats")
+    size = int(ctx.attrs["size"])
+    before = (size - 1) // 2
+    after = size - 1 - before
+    C = x.shape[1]
+    inner = product(x.shape[2:])
+    n, ch, p, k = (Var(ctx.fresh(s)) for s in ("n", "c", "p", "k"))
+    ssum = ctx.fresh("sq")
+    sv = Var(ssum, dt)
+    at = lambda cc: add(mul(add(mul(n, C), cc), inner), p)
+    xv = x.load(at(k))
+    lo = maximum(sub(ch, Const(before)), Const(0))
+    hi = minimum(add(ch, Const(after + 1)), C)
+    scale = binop("+", c(ctx.attrs["bias"], dt), binop("*", c(ctx.attrs["alpha"] / size, dt), sv))
+    body = [Let(ssum, c(0, dt), dt), For(k.name, hi, [Assign(ssum, binop("+", sv, binop("*", xv, xv)))], "serial", lo),
+            Store(y.buf, at(ch), binop("/", x.load(at(ch)), call("pow", scale, c(ctx.attrs["beta"], dt))))]
+    return [For(n.name, x.shape[0], [For(ch.name, C, [For(p.name, inner, body)])], "parallel")]
+
+
 LOWER.update({
+    "RMSNormalization": lower_rms_norm, "GroupNormalization": lower_group_norm,
+    "MeanVarianceNormalization": lower_mvn, "LpNormalization": lower_lp_norm, "LRN": lower_lrn,
+    "ConvTranspose": lower_conv_transpose, "LpPool": lambda ctx: lower_pool_nd(ctx, "lp"),
     "MaxPool": lower_pool("max"), "AveragePool": lower_pool("avg"),
     "GlobalAveragePool": lower_global_pool("mean"), "GlobalMaxPool": lower_global_pool("max"),
     "BatchNormalization": lower_batch_norm, "LayerNormalization": lower_layer_norm,

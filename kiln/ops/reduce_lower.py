@@ -11,7 +11,7 @@ import numpy as np
 
 from ..lower.context import NotLowerable
 from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, require_float, select
-from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul
+from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul, sub
 from ..lower.reduction import count, nest, out_index, reduce_loops, split_loops
 
 INT_RANGE = {"i8": (-2**7, 2**7 - 1), "i16": (-2**15, 2**15 - 1), "i32": (-2**31, 2**31 - 1),
@@ -226,10 +226,109 @@ def arg_reduction(largest: bool):
         take = binop("||", first, better)
         inner = [For(red[0].name, x.shape[ax], [     # `where` first: `take` reads the old best
             Assign(where, select(take, red[0], wv)), Assign(best, select(take, xi, bv))])]
-        body = [Let(best, x.load(Const(0)), x.dtype), Let(where, Const(0), "i64")] + inner
+        body = [Let(best, c(0, x.dtype), x.dtype), Let(where, Const(0), "i64")] + inner
         body.append(Store(out.buf, out_index(x, (ax,), kept), wv))
         return nest(kept, kept_ext, body, "parallel")
     return lower
+
+
+def _before(a, b, a_at, b_at, largest: bool):
+    """(a, a_at) comes before (b, b_at) in TopK's order: better value, then the lower index."""
+    better = binop(">" if largest else "<", a, b)
+    return binop("||", better, binop("&&", binop("==", a, b), binop("<", a_at, b_at)))
+
+
+def lower_hardmax(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    if x.rank == 0 or x.dtype == "bool":
+        raise NotLowerable("Hardmax of a scalar or bool")
+    ax = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    axes = tuple(range(ax, x.rank)) if ctx.attrs["flatten"] else (ax,)
+    dt = x.dtype
+    kept, red, all_vars = split_loops(ctx, x, axes)
+    kept_ext = [d for k, d in enumerate(x.shape) if k not in axes]
+    red_ext = [d for k, d in enumerate(x.shape) if k in axes]
+    best, at, pos = ctx.fresh("best"), ctx.fresh("at"), ctx.fresh("pos")
+    bv, av, pv = Var(best, dt), Var(at), Var(pos)
+    xi = ctx.index(x, all_vars)
+    xv = x.load(xi)
+    better = binop(">", xv, bv)
+    if dt in FLOAT:           # the first NaN wins, as np.argmax
+        better = binop("||", better, binop("&&", binop("!=", xv, xv), binop("==", bv, bv)))
+    take = binop("||", binop("==", pv, Const(0)), better)
+    body = [Let(best, c(0, dt), dt), Let(at, Const(0), "i64"), Let(pos, Const(0), "i64")]
+    body += nest(red, red_ext, [If(take, [Assign(best, xv), Assign(at, pv)]), Assign(pos, add(pv, Const(1)))])
+    body.append(Assign(pos, Const(0)))
+    body += nest(red, red_ext, [Store(y.buf, xi, select(binop("==", pv, av), c(1, dt), c(0, dt))),
+                                Assign(pos, add(pv, Const(1)))])
+    return nest(kept, kept_ext, body, "parallel")
+
+
+def cumulative(kind: str):
+    def lower(ctx):
+        x, axis, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+        dt = x.dtype
+        if x.rank == 0 or dt == "bool" or axis.dtype not in ("i32", "i64"):
+            raise NotLowerable("CumSum/CumProd of a scalar or bool")
+        r = x.rank
+        ax, n, inner = ctx.fresh("ax"), ctx.fresh("len"), ctx.fresh("inner")
+        raw = cast(axis.load(Const(0)), "i64")
+        axv, nv, iv = Var(ax), Var(n), Var(inner)
+        # the axis is read at run time: its length and the stride of one step along it
+        pre = [Let(ax, select(binop("<", raw, Const(0)), add(raw, Const(r)), raw), "i64"),
+               Let(n, Const(1), "i64"), Let(inner, Const(1), "i64")]
+        for k in range(r):
+            pre += [If(binop("==", axv, Const(k)), [Assign(n, x.shape[k])]),
+                    If(binop("<", axv, Const(k)), [Assign(inner, mul(iv, x.shape[k]))])]
+        lines = ctx.fresh("lines")
+        pre.append(Let(lines, select(binop("==", mul(nv, iv), Const(0)), Const(0),
+                                     Bin("/", x.numel(), nv, "i64")), "i64"))
+        line, t = Var(ctx.fresh("line")), Var(ctx.fresh("t"))
+        base, acc, at = ctx.fresh("base"), ctx.fresh("acc"), ctx.fresh("at")
+        accv, atv = Var(acc, dt), Var(at)
+        step = sub(sub(nv, Const(1)), t) if ctx.attrs["reverse"] else t
+        ident = c(0 if kind == "sum" else 1, dt)
+        op = "+" if kind == "sum" else "*"
+        update = Assign(acc, cast(binop(op, accv, x.load(atv)), dt))
+        store = Store(y.buf, atv, accv)
+        scan = [Let(at, add(Var(base), mul(step, iv)), "i64")] + \
+            ([store, update] if ctx.attrs["exclusive"] else [update, store])
+        body = [Let(base, add(mul(mul(Bin("/", line, iv, "i64"), nv), iv), Bin("%", line, iv, "i64")), "i64"),
+                Let(acc, ident, dt), For(t.name, nv, scan)]
+        return pre + [For(line.name, Var(lines), body, "parallel")]
+    return lower
+
+
+def lower_top_k(ctx):
+    """The k best along the axis, one output slot at a time: slot m takes the best element that
+    comes after slot m-1's in (value, index) order. O(k n) per row: meant for small k."""
+    x, vals, inds = ctx.inputs[0], ctx.outputs[0], ctx.outputs[1] if len(ctx.outputs) > 1 else None
+    dt = x.dtype
+    if x.rank == 0 or dt == "bool":
+        raise NotLowerable("TopK of a scalar or bool")
+    ax = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    largest = bool(ctx.attrs["largest"])
+    k_dim = vals.shape[ax]                    # the planned output holds k along the axis
+    kept, red, all_vars = split_loops(ctx, x, (ax,))
+    kept_ext = [d for i, d in enumerate(x.shape) if i != ax]
+    m = Var(ctx.fresh("m"))
+    j = red[0]
+    out_idx = list(all_vars)
+    out_idx[ax] = m
+    prev, prev_at, best, best_at, found = (ctx.fresh(p) for p in ("prev", "prev_at", "best", "best_at", "found"))
+    pv, pav, bv, bav, fv = Var(prev, dt), Var(prev_at), Var(best, dt), Var(best_at), Var(found, "bool")
+    xv = x.load(ctx.index(x, all_vars))
+    after_prev = binop("||", binop("==", m, Const(0)), _before(pv, xv, pav, j, largest))
+    wins = binop("||", binop("==", fv, c(False, "bool")), _before(xv, bv, j, bav, largest))
+    scan = [If(binop("&&", after_prev, wins), [Assign(best, xv), Assign(best_at, j), Assign(found, c(True, "bool"))])]
+    slot = [Let(best, c(0, dt), dt), Let(best_at, Const(0), "i64"), Let(found, c(False, "bool"), "bool"),
+            For(j.name, x.shape[ax], scan),
+            Store(vals.buf, ctx.index(vals, out_idx), bv)]
+    if inds is not None:
+        slot.append(Store(inds.buf, ctx.index(inds, out_idx), bav))
+    slot += [Assign(prev, bv), Assign(prev_at, bav)]
+    body = [Let(prev, c(0, dt), dt), Let(prev_at, Const(0), "i64"), For(m.name, k_dim, slot)]
+    return nest(kept, kept_ext, body, "parallel")
 
 
 LOWER = {
@@ -239,6 +338,8 @@ LOWER = {
     "ReduceLogSumExp": reduction("logsumexp"), "ReduceSumSquare": reduction("sumsq"),
     "Softmax": normalizer("softmax"), "LogSoftmax": normalizer("logsoftmax"),
     "ArgMax": arg_reduction(True), "ArgMin": arg_reduction(False),
+    "Hardmax": lower_hardmax, "CumSum": cumulative("sum"), "CumProd": cumulative("prod"),
+    "TopK": lower_top_k,
 }
 
 

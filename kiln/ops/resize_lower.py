@@ -71,6 +71,8 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
     if y.dtype != x.dtype or x.rank != y.rank:
         raise NotLowerable("Resize output of another dtype or rank")
     r = x.rank
+    if r == 0:
+        raise NotLowerable("Resize of a scalar")
     if upsample:
         attrs = dict(RESIZE_ATTRS, mode=ctx.attrs["mode"], coordinate_transformation_mode="asymmetric",
                      nearest_mode="floor")
@@ -211,12 +213,12 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         """Statements in the loop of output axis a: coordinate, nearest index or first tap."""
         ax = info[a]
         same = Var(ax.same, "bool")
-        xc = coordinate(a, o)
-        stmts = []
+        raw = ctx.fresh("coord")
+        stmts = [Let(raw, coordinate(a, o), F64)]
+        xc = Var(raw, F64)
         if mode == "nearest":
             rounding = attrs["nearest_mode"]
-            stmts.append(Let(ax.xc, xc, F64))
-            xv = Var(ax.xc, F64)
+            xv = xc
             v = {"round_prefer_floor": lambda: call("ceil", _b("-", xv, _f(0.5))),
                  "round_prefer_ceil": lambda: call("floor", _b("+", xv, _f(0.5))),
                  "floor": lambda: call("floor", xv), "ceil": lambda: call("ceil", xv)}[rounding]()
@@ -234,15 +236,17 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
             first = select(Var(ax.stretch, "bool"),
                            _b("+", call("floor", _b("-", Var(ax.xc, F64), sup)), _f(1.0)),
                            _b("+", _b("-", call("floor", Var(ax.xc, F64)), _f(float(radius))), _f(1.0)))
-            stmts.append(Let(ax.first, select(same, cast(o, "i64"), _to_index(first)), "i64"))
+            firstf = ctx.fresh("firstf")
+            stmts += [Let(firstf, first, F64),
+                      Let(ax.first, select(same, cast(o, "i64"), _to_index(Var(firstf, F64))), "i64")]
             t = Var(ctx.fresh("t"))
             j = add(Var(ax.first), t)
             stmts += [Let(ax.total, _f(0.0), F64),
                       For(t.name, Var(ax.taps), [Assign(ax.total, _b("+", Var(ax.total, F64), kernel_at(ax, j)))]),
                       Assign(ax.total, select(_b("==", Var(ax.total, F64), _f(0.0)), _f(1.0), Var(ax.total, F64)))]
         if coord == "tf_crop_and_resize":
-            outside = binop("||", _b("<", Var(ax.xc, F64), _f(0.0)),
-                            _b(">", Var(ax.xc, F64), _b("-", n_in(a), _f(1.0))))
+            rv = Var(raw, F64)
+            outside = binop("||", _b("<", rv, _f(0.0)), _b(">", rv, _b("-", n_in(a), _f(1.0))))
             stmts.append(Let(ax.out, binop("&&", Un("not", same, "bool"), outside), "bool"))
         return stmts
 
@@ -263,21 +267,23 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         acc = ctx.fresh("acc")
         accv = Var(acc, F64)
         tvars = {a: Var(info[a].tap) for a in axes}
-        weight = None
         idx = []
         for a in range(r):
-            if a in info:
-                ax = info[a]
-                j = add(Var(ax.first), tvars[a])
-                w = select(Var(ax.same, "bool"), _f(1.0), _b("/", kernel_at(ax, j), Var(ax.total, F64)))
-                weight = w if weight is None else _b("*", weight, w)
-                idx.append(clamp_index(j, a))
-            else:
-                idx.append(src_index(a, ovars[a]))
-        term = _b("*", weight, cast(x.load(ctx.index(x, idx)), F64))
+            idx.append(clamp_index(add(Var(info[a].first), tvars[a]), a) if a in info
+                       else src_index(a, ovars[a]))
+        # one loop per resized axis over its taps; the weight product is built on the way in
+        axes_sorted = sorted(axes)
+        wnames = {a: ctx.fresh("w") for a in axes_sorted}
+        term = _b("*", Var(wnames[axes_sorted[-1]], F64), cast(x.load(ctx.index(x, idx)), F64))
         taps = [Assign(acc, _b("+", accv, term))]
-        for a in sorted(axes, reverse=True):
-            taps = [For(tvars[a].name, Var(info[a].taps), taps)]
+        for k in reversed(range(len(axes_sorted))):
+            a = axes_sorted[k]
+            ax = info[a]
+            w = select(Var(ax.same, "bool"), _f(1.0),
+                       _b("/", kernel_at(ax, add(Var(ax.first), tvars[a])), Var(ax.total, F64)))
+            if k:
+                w = _b("*", Var(wnames[axes_sorted[k - 1]], F64), w)
+            taps = [For(tvars[a].name, Var(ax.taps), [Let(wnames[a], w, F64)] + taps)]
         inner = [Let(acc, _f(0.0), F64)] + taps
         value = cast(accv, dt)
     if coord == "tf_crop_and_resize":
@@ -291,8 +297,6 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
     for a in reversed(range(r)):
         lead = axis_prelude(a, ovars[a]) if a in info else []
         body = [For(ovars[a].name, y.shape[a], lead + body, "parallel" if a == 0 else "serial")]
-    if r == 0:
-        raise NotLowerable("Resize of a scalar")
     return pre + body
 
 
@@ -302,10 +306,8 @@ def _clip(v, lo, hi):
 
 
 def _to_index(v):
-    """A float tap position as an i64 (NaN and huge values become a harmless 0 / bound)."""
-    big = _f(float(2 ** 62))
-    return select(_b("<", v, big), select(_b(">", v, _f(-float(2 ** 62))), cast(v, "i64"), Const(-(2 ** 62))),
-                  select(_b(">=", v, big), Const(2 ** 62), Const(0)))
+    """A float tap position as an i64; NaN and huge values become 0 (indices are clamped later)."""
+    return select(_b("<", call("fabs", v), _f(float(2 ** 62))), cast(v, "i64"), Const(0))
 
 
 LOWER = {"Resize": lower_resize, "Upsample": lambda ctx: lower_resize(ctx, upsample=True)}

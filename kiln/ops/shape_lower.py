@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..lower.context import LowerCtx, NotLowerable, lower_elementwise
-from ..lower.exprs import binop, c, cast, select
-from ..lower.loopir import Bin, Const, Store, add, mul, sub
+from ..lower.exprs import binop, c, cast, maximum, minimum, select
+from ..lower.loopir import Assign, Bin, Const, If, Let, Store, Var, add, mul, sub
 
 
 def copy_input(ctx: LowerCtx):
@@ -126,13 +126,12 @@ def lower_range(ctx: LowerCtx):
 
 def lower_pad(ctx: LowerCtx):
     from .shape import pad_widths
-    if ctx.attrs["mode"] != "constant":
-        raise NotLowerable(f"Pad mode {ctx.attrs['mode']}")
     x, y = ctx.inputs[0], ctx.outputs[0]
-    pads = ctx.require_const(1, "Pad pads")
-    axes = ctx.const_input(3) if len(ctx.inputs) > 3 and ctx.inputs[3] is not None else None
-    if len(ctx.inputs) > 3 and ctx.inputs[3] is not None and axes is None:
-        raise NotLowerable("Pad axes must be constant")
+    pads = ctx.const_input(1)
+    has_axes = len(ctx.inputs) > 3 and ctx.inputs[3] is not None
+    axes = ctx.const_input(3) if has_axes else None
+    if ctx.attrs["mode"] != "constant" or pads is None or (has_axes and axes is None):
+        return _lower_pad_runtime(ctx)
     widths = pad_widths(x.rank, [int(p) for p in pads.reshape(-1)],
                         None if axes is None else [int(a) for a in axes.reshape(-1)])
     cv = ctx.inputs[2] if len(ctx.inputs) > 2 else None
@@ -147,6 +146,82 @@ def lower_pad(ctx: LowerCtx):
         safe = [select(inside, j, Const(0)) for j in src]
         return [Store(y.buf, ctx.index(y, idx), select(inside, x.load(ctx.index(x, safe)), value))]
     return ctx.loops(y.shape, body)
+
+
+def _lower_pad_runtime(ctx: LowerCtx):
+    """Pad with pads (and axes) read at run time, any mode. Per dim: the begin/end widths b, e
+    (negative: crop); the data kept after cropping is [lo, lo + n) of the input dim. An output
+    position o maps to q = o - max(b, 0) inside the kept data; outside it, constant mode gives the
+    value, edge clamps q, reflect mirrors it (period 2(n-1)), wrap takes it modulo n."""
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    mode = ctx.attrs["mode"]
+    if mode not in ("constant", "edge", "reflect", "wrap"):
+        raise NotLowerable(f"Pad mode {mode!r}")
+    pads = ctx.inputs[1]
+    axes = ctx.inputs[3] if len(ctx.inputs) > 3 else None
+    r = x.rank
+    if pads.rank != 1 or (axes is not None and axes.rank != 1) or r == 0:
+        raise NotLowerable("Pad pads/axes must be vectors")
+    n_axes = axes.static_shape()[0] if axes is not None and axes.static_shape() else None
+    if axes is None:
+        n_axes = r
+    elif n_axes is None:
+        raise NotLowerable("Pad axes of unknown length")
+    pre, begin, lo, n = [], [], [], []
+    for k in range(r):
+        b, e = ctx.fresh("b"), ctx.fresh("e")
+        pre += [Let(b, Const(0), "i64"), Let(e, Const(0), "i64")]
+        for j in range(n_axes):
+            set_ = [Assign(b, cast(pads.load(Const(j)), "i64")), Assign(e, cast(pads.load(Const(j + n_axes)), "i64"))]
+            if axes is None:
+                if j == k:
+                    pre += set_
+                continue
+            raw = cast(axes.load(Const(j)), "i64")
+            a = select(binop("<", raw, Const(0)), add(raw, Const(r)), raw)
+            pre.append(If(binop("==", a, Const(k)), set_))
+        bv, ev = Var(b), Var(e)
+        lo_k, n_k, q0 = ctx.fresh("lo"), ctx.fresh("n"), ctx.fresh("shift")
+        pre += [Let(lo_k, maximum(sub(Const(0), bv), Const(0)), "i64"),
+                Let(n_k, sub(sub(x.shape[k], Var(lo_k)), maximum(sub(Const(0), ev), Const(0))), "i64"),
+                Let(q0, maximum(bv, Const(0)), "i64")]
+        begin.append(Var(q0))
+        lo.append(Var(lo_k))
+        n.append(Var(n_k))
+    cv = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    value = cv.load(Const(0)) if cv is not None and mode == "constant" else c(0, x.dtype)
+
+    def body(idx):
+        inside, src = c(True, "bool"), []
+        for k, i in enumerate(idx):
+            q = sub(i, begin[k])
+            if mode == "constant":
+                inside = binop("&&", inside, binop("&&", binop(">=", q, Const(0)), binop("<", q, n[k])))
+                src.append(add(lo[k], q))
+                continue
+            last = sub(n[k], Const(1))
+            if mode == "edge":
+                q = minimum(maximum(q, Const(0)), last)
+            elif mode == "wrap":
+                q = Bin("floormod", q, maximum(n[k], Const(1)), "i64")
+            else:
+                period = maximum(mul(Const(2), last), Const(1))
+                m = Bin("floormod", q, period, "i64")
+                q = select(binop(">", m, last), sub(period, m), m)
+            src.append(add(lo[k], minimum(maximum(q, Const(0)), maximum(last, Const(0)))))
+        if mode == "constant":
+            safe = [select(inside, j, Const(0)) for j in src]
+            v = select(inside, x.load(ctx.index(x, safe)), value)
+        else:
+            v = x.load(ctx.index(x, src))
+        return [Store(y.buf, ctx.index(y, idx), v)]
+    loops = ctx.loops(y.shape, body)
+    if mode != "constant":    # edge/reflect/wrap need data to repeat: nothing kept, nothing read
+        ok = c(True, "bool")
+        for k in range(r):
+            ok = binop("&&", ok, binop(">", n[k], Const(0)))
+        loops = [If(ok, loops)]
+    return pre + loops
 
 
 def lower_trilu(ctx: LowerCtx):

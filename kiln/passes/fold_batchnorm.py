@@ -8,7 +8,7 @@ from ..ir import dtypes
 from ..ir.graph import Graph, Node
 from .effects import const_data
 from .manager import graph_pass
-from .rewrite import Names, all_graphs, users
+from .rewrite import Names, all_graphs, input_at, users
 
 
 @graph_pass("fold-batchnorm")
@@ -49,7 +49,8 @@ def _fold(g: Graph, names: Names):
         w, b = folded
         wv, bv = prev.inputs[1], input_at(prev, 2)
         new_w = g.add_const(names.fresh(f"{wv.name}_bn"), w)
-        new_b = g.add_const(names.fresh(f"{bv.name}_bn" if bv is not None else f"{wv.name}_bn_bias"), b)
+        b_name = f"{bv.name}_bn" if bv is not None else f"{wv.name}_bn_bias"
+        new_b = g.add_const(names.fresh(b_name), b)
         prev.inputs = [prev.inputs[0], new_w, new_b]
         if prev.op == "Gemm":
             prev.attrs.pop("beta", None)        # beta is folded into the new C
@@ -57,10 +58,6 @@ def _fold(g: Graph, names: Names):
         bn.outputs[0].producer = prev
         dropped.add(id(bn))
     g.nodes = [n for n in g.nodes if id(n) not in dropped]
-
-
-def input_at(node: Node, i: int):
-    return node.inputs[i] if len(node.inputs) > i else None
 
 
 def _inference_bn(bn: Node, uses, outputs) -> bool:

@@ -22,10 +22,11 @@ def fold_constants(graph: Graph) -> Graph:
 
     The op's numpy reference computes the outputs (through the interpreter); the output Values
     become constants (same objects, same names) and the node goes. Shape and Size of a tensor with
-    a fully static type fold too. Nodes are visited in order, so chains fold in one run. Left alone:
-    feedable inputs (`param`), impure ops, nodes with subgraphs, results over MAX_FOLDED_ELEMENTS
-    elements, nodes computing a graph output, and nodes whose reference fails (the error then
-    comes at run time, as without folding).
+    a fully static type fold too, and so do Gather/Slice of a Shape when the dims they pick are
+    static (others may be symbolic). Nodes are visited in order, so chains fold in one run.
+    Left alone: feedable inputs (`param`), impure ops, nodes with subgraphs, results over
+    MAX_FOLDED_ELEMENTS elements, nodes computing a graph output, and nodes whose reference fails
+    (the error then comes at run time, as without folding).
     """
     _fold(graph, Interpreter())
     return graph
@@ -39,12 +40,15 @@ def _fold(g: Graph, interp: Interpreter):
             _fold(sub, interp)
         results = None
         if not any(v in outputs for v in node.outputs if v is not None):
-            results = static_shape_results(node) or evaluate(node, interp)
+            results = (static_shape_results(node) or shape_part_results(node, interp)
+                       or evaluate(node, interp))
         if results is None or not _fits(node, results):
             kept.append(node)
             continue
         for v, data in zip(node.outputs, results):
             if v is not None:
+                if not data.flags.c_contiguous:      # a reference may return a strided view
+                    data = data.copy()
                 v.data, v.producer = data, None
                 v.type = TensorType(dtypes.from_numpy(data.dtype), data.shape)
                 g.constants.append(v)
@@ -62,6 +66,34 @@ def static_shape_results(node: Node):
         return [np.array(math.prod(t.shape), dtype=np.int64)]
     start, end = node.attrs.get("start", 0), node.attrs.get("end")
     return [np.array(t.shape[start:end], dtype=np.int64)]
+
+
+def shape_part_results(node: Node, interp: Interpreter):
+    """Gather/Slice picking dims of a Shape(x) whose picked dims are static in x's type (other dims
+    may be symbolic): `Slice(Shape(x: f32[N,S,768]), [-1], [9e18])` is [768]."""
+    src = node.inputs[0] if node.op in ("Gather", "Slice") and node.inputs else None
+    shape_node = src.producer if src is not None else None
+    if shape_node is None or shape_node.op != "Shape":
+        return None
+    t = shape_node.inputs[0].type
+    if not isinstance(t, TensorType) or t.shape is None:
+        return None
+    if any(v is not None and const_data(v) is None for v in node.inputs[1:]):
+        return None
+    dims = t.shape[shape_node.attrs.get("start", 0):shape_node.attrs.get("end")]
+    env = {v: v.data for v in node.inputs[1:] if v is not None}
+    env[src] = np.arange(len(dims), dtype=np.int64)      # run the op on dim positions
+    try:
+        interp.run_node(node, env)
+    except KilnError:
+        return None
+    picked = env[node.outputs[0]]
+    if not isinstance(picked, np.ndarray) or picked.dtype != np.int64:
+        return None
+    values = [dims[i] for i in picked.reshape(-1)]
+    if not all(isinstance(d, int) for d in values):
+        return None
+    return [np.array(values, dtype=np.int64).reshape(picked.shape)]
 
 
 def evaluate(node: Node, interp: Interpreter):

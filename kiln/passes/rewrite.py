@@ -40,12 +40,18 @@ def node_reads(node: Node) -> set[Value]:
 
 
 def users(graph: Graph) -> dict[Value, list[Node]]:
-    """Value -> the nodes of `graph` that use it (as an input or from inside a subgraph), in order."""
+    """Value -> the nodes of `graph` that use it (as an input or from inside a subgraph),
+    in graph order."""
     out: dict[Value, list[Node]] = {}
     for n in graph.nodes:
         for v in node_reads(n):
             out.setdefault(v, []).append(n)
     return out
+
+
+def input_at(node: Node, i: int) -> Value | None:
+    """The node's i-th input, None when it is missing or left out at the end."""
+    return node.inputs[i] if len(node.inputs) > i else None
 
 
 def used_values(graph: Graph) -> set[Value]:

@@ -20,7 +20,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
 from .effects import const_data, dropout_in_training
 from .manager import graph_pass
-from .rewrite import Names, Subst, used_values
+from .rewrite import Names, Subst, input_at, used_values
 
 MAX_SWEEPS = 50
 
@@ -40,7 +40,8 @@ Rule = Callable[[Node, Ctx], "Value | bool | None"]
 def simplify(graph: Graph) -> Graph:
     """Apply the local rewrites of RULES until none applies (mutates the graph, returns it):
     identities, inference Dropout, x+0 / x*1, no-op and round-trip Casts, Transpose pairs,
-    Reshape pairs, and Squeeze/Unsqueeze/Flatten/Reshape chains folded into one Reshape."""
+    Reshape pairs, reshapes to the input's own shape, and Squeeze/Unsqueeze/Flatten/Reshape
+    chains folded into one Reshape."""
     _simplify(graph, Names(graph))
     return graph
 
@@ -96,10 +97,6 @@ def tensor_type(v: Value | None) -> TensorType | None:
     return None
 
 
-def input_at(node: Node, i: int) -> Value | None:
-    return node.inputs[i] if len(node.inputs) > i else None
-
-
 # --- identities ------------------------------------------------------------------------------
 def identity(node, ctx):
     """Identity(x) -> x."""
@@ -116,7 +113,8 @@ def dropout_at_inference(node, ctx):
 
 
 def _neutral(c: Value | None, x: Value | None, out: Value, fill) -> bool:
-    """`c` is a constant filled with `fill` whose broadcast leaves `x` as it is (out's type = x's)."""
+    """`c` is a constant filled with `fill` whose broadcast leaves `x` as it is (and the output's
+    type is x's)."""
     data, tx = const_data(c), tensor_type(x)
     if data is None or tx is None or tensor_type(out) != tx or data.dtype != tx.dtype.numpy:
         return False
@@ -183,7 +181,9 @@ def exact_widening(a, b) -> bool:
     bits, signed = int(a[1:]), a[0] == "i"
     if b in _INTS:
         b_bits, b_signed = int(b[1:]), b[0] == "i"
-        return b_bits > bits if (b_signed and not signed) else (signed == b_signed and b_bits >= bits)
+        if b_signed and not signed:
+            return b_bits > bits
+        return signed == b_signed and b_bits >= bits
     if b in _MANTISSA:
         return _MANTISSA[b] >= (bits - 1 if signed else bits)
     return False
@@ -279,6 +279,14 @@ def reshape_target(x: Value, y: Value):
     return out
 
 
+def shape_noop(node, ctx):
+    """Squeeze/Unsqueeze/Flatten/Reshape whose result has its input's type -> its input."""
+    t = tensor_type(node.outputs[0])
+    if t is not None and t == tensor_type(node.inputs[0]):
+        return forward(node, ctx, node.inputs[0])
+    return None
+
+
 def shape_chain(node, ctx):
     """Two of Squeeze/Unsqueeze/Flatten/Reshape in a row, with constant targets -> one Reshape."""
     inner = producer(node.inputs[0], *SHAPE_OPS)
@@ -303,8 +311,8 @@ RULES: dict[str, list[Rule]] = {
     "Div": [mul_one],
     "Cast": [cast_noop, cast_round_trip],
     "Transpose": [transpose_pair],
-    "Reshape": [reshape_pair, shape_chain],
-    "Squeeze": [shape_chain],
-    "Unsqueeze": [shape_chain],
-    "Flatten": [shape_chain],
+    "Reshape": [shape_noop, reshape_pair, shape_chain],
+    "Squeeze": [shape_noop, shape_chain],
+    "Unsqueeze": [shape_noop, shape_chain],
+    "Flatten": [shape_noop, shape_chain],
 }

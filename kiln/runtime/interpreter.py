@@ -36,7 +36,6 @@ class Subgraph:
 class Interpreter:
     def __init__(self, registry=REGISTRY):
         self.registry = registry
-        self._attrs: dict[int, dict] = {}
 
     def run(self, graph: Graph, feeds: dict[Value, Any], outer: dict | None = None) -> list:
         env = _Env(outer)
@@ -54,10 +53,7 @@ class Interpreter:
 
     def run_node(self, node: Node, env: "_Env"):
         d = self.registry.get(node.op)
-        attrs = self._attrs.get(id(node))
-        if attrs is None:
-            attrs = d.resolve_attrs(node.attrs, node.describe())
-            self._attrs[id(node)] = attrs
+        attrs = d.resolve_attrs(node.attrs, node.describe())
         kw = {k: self._attr_value(v, env) for k, v in attrs.items()}
         if d.wants_n_outputs:
             kw["n_outputs"] = len(node.outputs)

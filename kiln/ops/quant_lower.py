@@ -1,0 +1,92 @@
+"""Native lowerings of QuantizeLinear and DequantizeLinear (quant.py) for the integer types the C
+backend has (int8/uint8, int16/uint16, int32/uint32) and float32/float64 real values; per tensor,
+per axis (a 1-D scale along `axis`) and blocked (`block_size` consecutive elements along `axis`
+share a scale). Rounding is half to even (`nearbyint`), as the reference's np.rint.
+"""
+from __future__ import annotations
+
+from ..lower.context import LowerCtx, NotLowerable
+from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum
+from ..lower.loopir import Bin, Const, Store, add, mul
+
+INTS = {"i8": (-2**7, 2**7 - 1), "u8": (0, 2**8 - 1), "i16": (-2**15, 2**15 - 1),
+        "u16": (0, 2**16 - 1), "i32": (-2**31, 2**31 - 1), "u32": (0, 2**32 - 1)}
+
+
+def _param(ctx: LowerCtx, p, x, idx):
+    """The load of scale/zero point p at x's multi-index idx: per tensor, per axis or blocked."""
+    shape = p.static_shape()
+    if shape is None:
+        raise NotLowerable("quantization parameters of unknown shape")
+    n = 1
+    for d in shape:
+        n *= d
+    if n == 1 or x.rank == 0:
+        return p.load(Const(0))
+    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    if not 0 <= axis < x.rank:
+        raise NotLowerable("quantization axis out of range")
+    block = ctx.attrs["block_size"]
+    if block > 0:
+        if p.rank != x.rank:
+            raise NotLowerable("blocked quantization parameters of another rank")
+        pidx = list(idx)
+        pidx[axis] = Bin("/", idx[axis], Const(block), "i64")
+        return p.load(ctx.index(p, pidx))
+    if p.rank == 1:
+        return p.load(idx[axis])
+    raise NotLowerable("quantization parameters of this shape")
+
+
+def lower_quantize(ctx: LowerCtx):
+    x, scale = ctx.inputs[0], ctx.inputs[1]
+    zp = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    y = ctx.outputs[0]
+    if y.dtype not in INTS or x.dtype not in FLOAT or scale.dtype not in FLOAT:
+        raise NotLowerable(f"QuantizeLinear from {x.dtype} to {y.dtype}")
+    if ctx.attrs["precision"] or (zp is not None and zp.dtype != y.dtype):
+        raise NotLowerable("QuantizeLinear with a precision or a zero point of another type")
+    dt = "f64" if "f64" in (x.dtype, scale.dtype) else "f32"
+    lo, hi = INTS[y.dtype]
+
+    def body(idx):
+        q = call("round", binop("/", cast(x.load(ctx.index(x, idx)), dt), cast(_param(ctx, scale, x, idx), dt)))
+        if zp is not None:
+            q = binop("+", q, cast(_param(ctx, zp, x, idx), dt))
+        q = minimum(maximum(q, c(lo, dt)), c(hi, dt))       # NaN stays NaN: cast below is 0 then
+        q = binop("==", q, q) and _nan_to_zero(q, dt)
+        return [Store(y.buf, ctx.index(y, idx), cast(cast(q, "i64"), y.dtype))]
+    return ctx.loops(y.shape, body) if y.rank else body([])
+
+
+def _nan_to_zero(q, dt):
+    from ..lower.exprs import select
+    return select(binop("==", q, q), q, c(0, dt))
+
+
+def lower_dequantize(ctx: LowerCtx):
+    x, scale = ctx.inputs[0], ctx.inputs[1]
+    zp = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    y = ctx.outputs[0]
+    if x.dtype not in INTS or y.dtype not in FLOAT or scale.dtype not in FLOAT:
+        raise NotLowerable(f"DequantizeLinear from {x.dtype} to {y.dtype}")
+    if zp is not None and zp.dtype not in INTS:
+        raise NotLowerable("DequantizeLinear zero point of a non-integer type")
+    dt = "f64" if y.dtype == "f64" else "f32"
+
+    def body(idx):
+        centered = cast(x.load(ctx.index(x, idx)), "i64")
+        if zp is not None:
+            centered = binop("-", centered, cast(_param(ctx, zp, x, idx), "i64"))
+        v = binop("*", cast(centered, dt), cast(_param(ctx, scale, x, idx), dt))
+        return [Store(y.buf, ctx.index(y, idx), cast(v, y.dtype))]
+    return ctx.loops(y.shape, body) if y.rank else body([])
+
+
+LOWER = {"QuantizeLinear": lower_quantize, "DequantizeLinear": lower_dequantize}
+
+
+def attach(ops) -> None:
+    for d in ops:
+        if d.name in LOWER:
+            d.lower = LOWER[d.name]
