@@ -6,7 +6,7 @@ from . import (activation, attention, control, detection, elementwise, fused, im
                ml, nn, quant, random, reduce, rnn, sequence, shape, signal, text, training)
 from . import (activation_lower, elementwise_lower, fused_lower, index_lower, linalg_lower, nn_lower,
                reduce_lower, shape_lower)
-from . import nn_loss_lower, resize_lower
+from . import nn_loss_lower, quant_lower, resize_lower
 from .registry import REQUIRED, OpDef, Registry, op
 
 MODULES = [elementwise, activation, reduce, shape, index, nn, linalg, quant, rnn, attention,
@@ -16,7 +16,7 @@ MODULES = [elementwise, activation, reduce, shape, index, nn, linalg, quant, rnn
 # Native lowerings, kept beside each family in <family>_lower.py; each gives ops of the registry
 # their `lower` or `scalar` function.
 LOWERINGS = [fused_lower, elementwise_lower, activation_lower, reduce_lower, shape_lower, index_lower, nn_lower,
-             linalg_lower, nn_loss_lower, resize_lower]
+             linalg_lower, nn_loss_lower, resize_lower, quant_lower]
 
 
 def build_registry() -> Registry:

@@ -6,8 +6,8 @@ serves constant and computed slice bounds alike; with constant bounds the C comp
 from __future__ import annotations
 
 from ..lower.context import LowerCtx, NotLowerable
-from ..lower.exprs import binop, cast, maximum, minimum, select
-from ..lower.loopir import Assign, Const, If, Let, Store, Var, add, mul
+from ..lower.exprs import binop, c, cast, maximum, minimum, select
+from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul, product, sub
 
 
 def _wrap(i, dim):
@@ -16,13 +16,19 @@ def _wrap(i, dim):
     return select(binop("<", i, Const(0)), add(i, dim), i)
 
 
+def _clamped(i, dim):
+    """_wrap, then clamped into [0, dim): an out-of-range index (the reference raises) must not
+    read outside the tensor."""
+    return minimum(maximum(_wrap(i, dim), Const(0)), sub(dim, Const(1)))
+
+
 def lower_gather(ctx: LowerCtx):
     x, ind, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
     q = ind.rank
 
     def body(idx):
-        pos = _wrap(ind.load(ctx.index(ind, idx[axis:axis + q])), x.shape[axis])
+        pos = _clamped(ind.load(ctx.index(ind, idx[axis:axis + q])), x.shape[axis])
         src = list(idx[:axis]) + [pos] + list(idx[axis + q:])
         return [Store(y.buf, ctx.index(y, idx), x.load(ctx.index(x, src)))]
     if y.rank == 0:
@@ -36,7 +42,7 @@ def lower_gather_elements(ctx: LowerCtx):
 
     def body(idx):
         src = list(idx)
-        src[axis] = _wrap(ind.load(ctx.index(ind, idx)), x.shape[axis])
+        src[axis] = _clamped(ind.load(ctx.index(ind, idx)), x.shape[axis])
         return [Store(y.buf, ctx.index(y, idx), x.load(ctx.index(x, src)))]
     return ctx.loops(y.shape, body)
 
@@ -74,7 +80,128 @@ def lower_slice(ctx: LowerCtx):
     return pre + ctx.loops(y.shape, body)
 
 
-LOWER = {"Gather": lower_gather, "GatherElements": lower_gather_elements, "Slice": lower_slice}
+def _inside(i, dim):
+    return binop("&&", binop(">=", i, Const(0)), binop("<", i, dim))
+
+
+def _combine(reduction: str, old, new):
+    if reduction == "none":
+        return new
+    if reduction == "add":
+        return cast(binop("+", old, new), old.dtype)
+    if reduction == "mul":
+        return cast(binop("*", old, new), old.dtype)
+    if reduction == "max":
+        return maximum(old, new)
+    if reduction == "min":
+        return minimum(old, new)
+    raise NotLowerable(f"scatter reduction {reduction!r}")
+
+
+def _copy(ctx, x, y):
+    return ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, x.load(i))], "vector")
+
+
+def lower_scatter_elements(ctx: LowerCtx):
+    """A copy of data, then the updates in order (serial: later ones win, reductions combine);
+    an index outside the axis is skipped (the reference raises)."""
+    x, ind, upd, y = ctx.inputs[0], ctx.inputs[1], ctx.inputs[2], ctx.outputs[0]
+    if x.dtype == "bool" and ctx.attrs.get("reduction", "none") != "none":
+        raise NotLowerable("scatter reductions over bool")
+    reduction = ctx.attrs.get("reduction", "none")
+    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    if x.rank == 0 or ind.rank != x.rank:
+        raise NotLowerable("ScatterElements indices of another rank")
+
+    def body(idx):
+        dst = list(idx)
+        dst[axis] = _wrap(ind.load(ctx.index(ind, idx)), x.shape[axis])
+        ok = c(True, "bool")
+        for k, (i, d) in enumerate(zip(dst, y.shape)):
+            if k == axis or not (d == ind.shape[k]):
+                ok = binop("&&", ok, _inside(i, d))
+        at = ctx.index(y, dst)
+        return [If(ok, [Store(y.buf, at, _combine(reduction, Load(y.buf, at, y.dtype),
+                                                   upd.load(ctx.index(upd, idx))))])]
+    return _copy(ctx, x, y) + ctx.loops(ind.shape, body, "serial")
+
+
+def lower_scatter_nd(ctx: LowerCtx):
+    """A copy of data, then each index row (serial, in order) writes or combines its slice."""
+    x, ind, upd, y = ctx.inputs[0], ctx.inputs[1], ctx.inputs[2], ctx.outputs[0]
+    reduction = ctx.attrs["reduction"]
+    if x.dtype == "bool" and reduction != "none":
+        raise NotLowerable("scatter reductions over bool")
+    k = ind.shape[-1] if ind.rank else None
+    if not isinstance(k, Const) or not 0 < k.value <= x.rank:
+        raise NotLowerable("ScatterND needs a static index length")
+    k = k.value
+    rows = ind.shape[:-1]
+    inner = product(x.shape[k:])
+    r, e = Var(ctx.fresh("r")), Var(ctx.fresh("e"))
+    off, ok = ctx.fresh("off"), ctx.fresh("ok")
+    offv, okv = Var(off), Var(ok, "bool")
+    pre = [Let(off, Const(0), "i64"), Let(ok, c(True, "bool"), "bool")]
+    for j in range(k):
+        i = _wrap(ind.load(add(mul(r, Const(k)), Const(j))), x.shape[j])
+        pre += [Assign(ok, binop("&&", okv, _inside(i, x.shape[j]))),
+                Assign(off, add(mul(offv, x.shape[j]), i))]
+    at = add(mul(offv, inner), e)
+    write = Store(y.buf, at, _combine(reduction, Load(y.buf, at, y.dtype), upd.load(add(mul(r, inner), e))))
+    row = pre + [If(okv, [For(e.name, inner, [write])])]
+    return _copy(ctx, x, y) + [For(r.name, product(rows), row)]
+
+
+def lower_gather_nd(ctx: LowerCtx):
+    """Each index row addresses a slice of data (its first batch_dims axes matched one to one);
+    indices are clamped into the data (the reference raises)."""
+    x, ind, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    b = ctx.attrs["batch_dims"]
+    k = ind.shape[-1] if ind.rank else None
+    if not isinstance(k, Const) or not 0 <= b < ind.rank or b + k.value > x.rank:
+        raise NotLowerable("GatherND needs a static index length")
+    k = k.value
+    rows = product(ind.shape[:-1])
+    per_batch = product(ind.shape[b:-1])
+    inner = product(x.shape[b + k:])
+    r, e = Var(ctx.fresh("r")), Var(ctx.fresh("e"))
+    off = ctx.fresh("off")
+    offv = Var(off)
+    body = [Let(off, Bin("/", r, per_batch, "i64"), "i64")]       # the batch entry
+    for j in range(k):
+        d = x.shape[b + j]
+        i = _clamped(ind.load(add(mul(r, Const(k)), Const(j))), d)
+        body.append(Assign(off, add(mul(offv, d), i)))
+    body.append(For(e.name, inner, [Store(y.buf, add(mul(r, inner), e), x.load(add(mul(offv, inner), e)))]))
+    return [For(r.name, rows, body, "parallel")]
+
+
+def lower_tensor_scatter(ctx: LowerCtx):
+    """A copy of the cache, then update[b] written along `axis` from write_indices[b] (modulo the
+    cache length in circular mode; positions past the cache are skipped in linear mode)."""
+    past, upd, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    starts = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    mode = ctx.attrs["mode"]
+    axis = ctx.attrs["axis"] + past.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    if mode not in ("linear", "circular") or not 0 < axis < past.rank or upd.rank != past.rank:
+        raise NotLowerable("TensorScatter mode or axis")
+    n = past.shape[axis]
+
+    def body(idx):
+        start = cast(starts.load(idx[0]), "i64") if starts is not None else Const(0)
+        pos = add(start, idx[axis])
+        if mode == "circular":
+            pos = Bin("floormod", pos, maximum(n, Const(1)), "i64")
+        dst = list(idx)
+        dst[axis] = pos
+        return [If(_inside(pos, n), [Store(y.buf, ctx.index(y, dst), upd.load(ctx.index(upd, idx)))])]
+    return _copy(ctx, past, y) + ctx.loops(upd.shape, body)
+
+
+LOWER = {"Gather": lower_gather, "GatherElements": lower_gather_elements, "Slice": lower_slice,
+         "ScatterElements": lower_scatter_elements, "Scatter": lower_scatter_elements,
+         "ScatterND": lower_scatter_nd, "GatherND": lower_gather_nd,
+         "TensorScatter": lower_tensor_scatter}
 
 
 def attach(ops) -> None:

@@ -116,7 +116,69 @@ def lower_gemm(ctx: LowerCtx):
     return [For(m.name, M, body, "parallel")]
 
 
-LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm}
+def lower_einsum(ctx: LowerCtx):
+    """Einsum as one loop nest: output positions in parallel, the summed letters inside, the sum
+    of the operands' product. An ellipsis becomes letters of its own (right-aligned across
+    operands); an operand dim of 1 under a longer letter broadcasts."""
+    from .linalg import split_equation
+    ins, y = ctx.inputs, ctx.outputs[0]
+    dt = y.dtype
+    if any(t.dtype != dt for t in ins) or dt == "bool":
+        raise NotLowerable("Einsum of mixed or bool dtypes")
+    try:
+        terms, rhs = split_equation(ctx.attrs["equation"], len(ins))
+    except ValueError:
+        raise NotLowerable("Einsum equation") from None
+    ell = max((t.rank - len(term.replace("...", "")) for t, term in zip(ins, terms) if "..." in term),
+              default=0)
+
+    def letters(term: str, rank: int) -> list:
+        head, dots, tail = term.partition("...")
+        if not dots:
+            return list(head)
+        n = rank - len(head) - len(tail)
+        return list(head) + [f"...{k}" for k in range(ell - n, ell)] + list(tail)
+    names = [letters(term, t.rank) for term, t in zip(terms, ins)]
+    out_names = letters(rhs, y.rank) if "..." not in rhs else \
+        list(rhs.partition("...")[0]) + [f"...{k}" for k in range(ell)] + list(rhs.partition("...")[2])
+    if any(len(n) != t.rank for n, t in zip(names, ins)) or len(out_names) != y.rank or \
+            any(not (ch.isalpha() or ch.startswith("...")) for n in names for ch in n):
+        raise NotLowerable("Einsum term and rank disagree")
+    size = {}
+    for n, t in zip(names, ins):
+        for ch, d in zip(n, t.shape):
+            if ch not in size or (isinstance(size[ch], Const) and size[ch].value == 1):
+                size[ch] = d
+    for ch, d in zip(out_names, y.shape):
+        size.setdefault(ch, d)
+    summed = [ch for ch in dict.fromkeys(ch for n in names for ch in n) if ch not in out_names]
+    var = {ch: Var(ctx.fresh("i")) for ch in list(dict.fromkeys(out_names)) + summed}
+    acc = ctx.fresh("acc")
+    accv = Var(acc, dt)
+    term = None
+    for n, t in zip(names, ins):
+        idx = [Const(0) if isinstance(d, Const) and d.value == 1 and size[ch] != d else var[ch]
+               for ch, d in zip(n, t.shape)]
+        v = t.load(ctx.index(t, idx))
+        term = v if term is None else cast(binop("*", term, v), dt)
+    inner = [Assign(acc, cast(binop("+", accv, term), dt))]
+    for ch in reversed(summed):
+        inner = [For(var[ch].name, size[ch], inner)]
+    if len(set(out_names)) != len(out_names):
+        raise NotLowerable("Einsum output with a repeated letter")
+
+    def body(idx):
+        return [Let(acc, c(0, dt), dt)] + inner + [Store(y.buf, ctx.index(y, idx), accv)]
+    if y.rank == 0:
+        return body([])
+    outs = [var[ch] for ch in out_names]
+    stmts = body(outs)
+    for k in reversed(range(y.rank)):
+        stmts = [For(outs[k].name, y.shape[k], stmts, "parallel" if k == 0 else "serial")]
+    return stmts
+
+
+LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "Einsum": lower_einsum}
 
 
 def attach(ops) -> None:

@@ -6,8 +6,8 @@ share a scale). Rounding is half to even (`nearbyint`), as the reference's np.ri
 from __future__ import annotations
 
 from ..lower.context import LowerCtx, NotLowerable
-from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum
-from ..lower.loopir import Bin, Const, Store, add, mul
+from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, select
+from ..lower.loopir import Assign, Bin, Const, Let, Store, Var
 
 INTS = {"i8": (-2**7, 2**7 - 1), "u8": (0, 2**8 - 1), "i16": (-2**15, 2**15 - 1),
         "u16": (0, 2**16 - 1), "i32": (-2**31, 2**31 - 1), "u32": (0, 2**32 - 1)}
@@ -53,14 +53,12 @@ def lower_quantize(ctx: LowerCtx):
         q = call("round", binop("/", cast(x.load(ctx.index(x, idx)), dt), cast(_param(ctx, scale, x, idx), dt)))
         if zp is not None:
             q = binop("+", q, cast(_param(ctx, zp, x, idx), dt))
-        q = minimum(maximum(q, c(lo, dt)), c(hi, dt))       # NaN stays NaN: cast below is 0 then
-        q = binop("==", q, q) and _nan_to_zero(q, dt)
+        q = _nan_to_zero(minimum(maximum(q, c(lo, dt)), c(hi, dt)), dt)   # no undefined cast of NaN
         return [Store(y.buf, ctx.index(y, idx), cast(cast(q, "i64"), y.dtype))]
     return ctx.loops(y.shape, body) if y.rank else body([])
 
 
 def _nan_to_zero(q, dt):
-    from ..lower.exprs import select
     return select(binop("==", q, q), q, c(0, dt))
 
 
@@ -83,7 +81,35 @@ def lower_dequantize(ctx: LowerCtx):
     return ctx.loops(y.shape, body) if y.rank else body([])
 
 
-LOWER = {"QuantizeLinear": lower_quantize, "DequantizeLinear": lower_dequantize}
+def lower_dynamic_quantize(ctx: LowerCtx):
+    """uint8 quantization spanning [min(x, 0), max(x, 0)]: a serial min/max pass, the scale and
+    zero point (scale 1, zero point 0 for an all-zero x), then the elements in parallel."""
+    x = ctx.inputs[0]
+    y, ys, yz = (ctx.outputs + [None, None])[:3]
+    if x.dtype != "f32":
+        raise NotLowerable("DynamicQuantizeLinear of non-float32")
+    lo, hi, scale, zp = (ctx.fresh(p) for p in ("lo", "hi", "scale", "zp"))
+    lov, hiv, sv, zv = Var(lo, "f32"), Var(hi, "f32"), Var(scale, "f32"), Var(zp, "f32")
+    f = lambda v: c(v, "f32")
+    pre = [Let(lo, f(0.0), "f32"), Let(hi, f(0.0), "f32")]
+    pre += ctx.flat_loop(x.numel(), lambda i: [Assign(lo, minimum(lov, x.load(i))),
+                                               Assign(hi, maximum(hiv, x.load(i)))], "serial")
+    pre += [Let(scale, cast(binop("/", binop("-", cast(hiv, "f64"), cast(lov, "f64")), c(255.0, "f64")), "f32"), "f32"),
+            Let(zp, select(binop("==", sv, f(0.0)), f(0.0),
+                           minimum(maximum(call("round", binop("/", binop("-", f(0.0), lov), sv)), f(0.0)), f(255.0))),
+                "f32")]
+    q = lambda i: minimum(maximum(binop("+", call("round", binop("/", x.load(i), sv)), zv), f(0.0)), f(255.0))
+    body = ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, select(
+        binop("==", sv, f(0.0)), c(0, "u8"), cast(_nan_to_zero(q(i), "f32"), "u8")))])
+    if ys is not None:
+        body.append(Store(ys.buf, Const(0), select(binop("==", sv, f(0.0)), f(1.0), sv)))
+    if yz is not None:
+        body.append(Store(yz.buf, Const(0), cast(zv, "u8")))
+    return pre + body
+
+
+LOWER = {"QuantizeLinear": lower_quantize, "DequantizeLinear": lower_dequantize,
+         "DynamicQuantizeLinear": lower_dynamic_quantize}
 
 
 def attach(ops) -> None:

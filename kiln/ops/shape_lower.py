@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..lower.context import LowerCtx, NotLowerable, lower_elementwise
+from ..lower.context import LowerCtx, NotLowerable, TensorRef, lower_elementwise
 from ..lower.exprs import binop, c, cast, maximum, minimum, select
 from ..lower.loopir import Assign, Bin, Const, If, Let, Store, Var, add, mul, sub
 
@@ -240,7 +240,110 @@ def lower_trilu(ctx: LowerCtx):
     return ctx.loops(y.shape, body)
 
 
+def lower_eye_like(ctx: LowerCtx):
+    y = ctx.outputs[0]
+    if y.rank != 2 or y.dtype not in ("f32", "f64", "i8", "i16", "i32", "i64", "u8", "u16", "u32",
+                                      "u64", "bool"):
+        raise NotLowerable("EyeLike of rank other than 2")
+    k = int(ctx.attrs["k"])
+    return ctx.loops(y.shape, lambda idx: [Store(y.buf, ctx.index(y, idx), select(
+        binop("==", sub(idx[1], idx[0]), Const(k)), c(1, y.dtype), c(0, y.dtype)))])
+
+
+def lower_one_hot(ctx: LowerCtx):
+    """values[1] where the new axis equals the index (negative ones counted from the depth),
+    values[0] elsewhere; the depth is the planned output's."""
+    ind, vals, y = ctx.inputs[0], ctx.inputs[2], ctx.outputs[0]
+    axis = ctx.attrs["axis"] + y.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
+    if not 0 <= axis < y.rank or vals.dtype != y.dtype:
+        raise NotLowerable("OneHot axis out of range")
+    depth = y.shape[axis]
+
+    def body(idx):
+        i = cast(ind.load(ctx.index(ind, idx[:axis] + idx[axis + 1:])), "i64")
+        i = select(binop("<", i, Const(0)), add(i, depth), i)
+        return [Store(y.buf, ctx.index(y, idx), select(binop("==", i, idx[axis]), vals.load(Const(1)),
+                                                       vals.load(Const(0))))]
+    return ctx.loops(y.shape, body)
+
+
+def _block_rearrange(to_space: bool):
+    """DepthToSpace / SpaceToDepth as a gather over the output (N, C, H, W)."""
+    def lower(ctx: LowerCtx):
+        x, y = ctx.inputs[0], ctx.outputs[0]
+        mode, b = ctx.attrs["mode"], int(ctx.attrs["blocksize"])
+        if x.rank != 4 or mode not in ("DCR", "CRD") or b <= 0:
+            raise NotLowerable("block rearrangement of rank other than 4")
+        B = Const(b)
+        div = lambda a, d: Bin("/", a, d, "i64")
+        mod = lambda a, d: Bin("%", a, d, "i64")
+
+        def body(idx):
+            n, ch, h, w = idx
+            if to_space:             # y (n, c, h*b + i, w*b + j) from x's channel block (i, j)
+                C = y.shape[1]
+                i, j = mod(h, B), mod(w, B)
+                src_c = add(mul(add(mul(i, B), j), C), ch) if mode == "DCR" else \
+                    add(mul(ch, Const(b * b)), add(mul(i, B), j))
+                src = [n, src_c, div(h, B), div(w, B)]
+            else:                    # y (n, channel block (i, j) of c, h, w) from x (c, h*b + i, w*b + j)
+                C = x.shape[1]
+                if mode == "DCR":
+                    blk, cc = div(ch, C), mod(ch, C)
+                else:
+                    cc, blk = div(ch, Const(b * b)), mod(ch, Const(b * b))
+                i, j = div(blk, B), mod(blk, B)
+                src = [n, cc, add(mul(h, B), i), add(mul(w, B), j)]
+            return [Store(y.buf, ctx.index(y, idx), x.load(ctx.index(x, src)))]
+        return ctx.loops(y.shape, body)
+    return lower
+
+
+def lower_center_crop_pad(ctx: LowerCtx):
+    """Output position o along a resized axis reads input o + (have - want) // 2 when cropping
+    and o - (want - have) // 2 when padding (zero outside); want is the planned output size."""
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    if x.rank != y.rank or x.rank == 0:
+        raise NotLowerable("CenterCropPad of another rank")
+    axes = ctx.attrs["axes"]
+    axes = range(x.rank) if axes is None else [a + x.rank if a < 0 else a for a in axes]
+    shift = [Const(0)] * x.rank
+    for a in axes:
+        have, want = x.shape[a], y.shape[a]
+        crop = Bin("floordiv", sub(have, want), Const(2), "i64")
+        pad = Bin("floordiv", sub(want, have), Const(2), "i64")
+        shift[a] = select(binop("<", want, have), crop, sub(Const(0), pad))
+
+    def body(idx):
+        inside, src = c(True, "bool"), []
+        for i, s, d in zip(idx, shift, x.shape):
+            j = add(i, s)
+            inside = binop("&&", inside, binop("&&", binop(">=", j, Const(0)), binop("<", j, d)))
+            src.append(j)
+        safe = [select(inside, j, Const(0)) for j in src]
+        return [Store(y.buf, ctx.index(y, idx), select(inside, x.load(ctx.index(x, safe)), c(0, x.dtype)))]
+    return ctx.loops(y.shape, body)
+
+
+def lower_bit_cast(ctx: LowerCtx):
+    """The bytes copied as they are: the kernel declares its input with the output's C type
+    (same width), so the copy reinterprets them (the entry passes the buffer cast to that type)."""
+    from ..backend.c import CTYPE
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    width = {"f32": 4, "f64": 8, "i8": 1, "i16": 2, "i32": 4, "i64": 8, "u8": 1, "u16": 2,
+             "u32": 4, "u64": 8, "bool": 1}
+    if x.dtype not in width or y.dtype not in width or width[x.dtype] != width[y.dtype] or \
+            y.dtype not in CTYPE or y.dtype == "bool":
+        raise NotLowerable(f"BitCast from {x.dtype} to {y.dtype}")
+    # the parameter list is built from ctx.inputs after lowering: retype the input in place
+    ctx.inputs[0] = TensorRef(x.buf, y.dtype, x.shape, None)
+    return ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, ctx.inputs[0].load(i))], "vector")
+
+
 LOWER = {
+    "EyeLike": lower_eye_like, "OneHot": lower_one_hot, "DepthToSpace": _block_rearrange(True),
+    "SpaceToDepth": _block_rearrange(False), "CenterCropPad": lower_center_crop_pad,
+    "BitCast": lower_bit_cast,
     "Identity": copy_input, "Reshape": copy_input, "Flatten": copy_input, "Squeeze": copy_input,
     "Unsqueeze": copy_input, "Dropout": lower_dropout, "Transpose": lower_transpose,
     "Concat": lower_concat, "Split": lower_split, "Expand": lower_expand, "Tile": lower_tile,
