@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-RUNTIMES = ("kiln", "onnxruntime", "torch")
+RUNTIMES = ("kiln", "kiln-O0", "onnxruntime", "torch")
 THREADS = 2
 
 
@@ -42,15 +42,16 @@ def worker(runtime: str, model: str, batch: int) -> dict:
     path = get(model)
     feeds = example_inputs(model, batch)
     out: dict = {}
-    if runtime == "kiln":
+    if runtime in ("kiln", "kiln-O0"):
         import kiln
+        opt = 0 if runtime == "kiln-O0" else 2
         with tempfile.TemporaryDirectory() as cache:
             os.environ["KILN_CACHE_DIR"] = cache
             t = time.perf_counter()
-            m = kiln.compile(path, target="cpu", threads=THREADS)
+            m = kiln.compile(path, target="cpu", threads=THREADS, opt_level=opt)
             out["compile_cold_s"] = time.perf_counter() - t
             t = time.perf_counter()
-            m = kiln.compile(path, target="cpu", threads=THREADS)
+            m = kiln.compile(path, target="cpu", threads=THREADS, opt_level=opt)
             out["compile_cached_s"] = time.perf_counter() - t
             out["host_ops"] = m.host_ops
             out["kernels"] = len(m.manifest["kernels"])
@@ -97,8 +98,8 @@ def write_report(results: dict, batch: int, path: Path) -> str:
     lines = [f"# kiln vs peers — batch {batch}, {THREADS} threads, fp32", "",
              "Median latency in ms (10th–90th percentile); ratio = kiln / onnxruntime. "
              "All numbers from one `make bench` run on this machine; compare only within a run.", "",
-             "| model | kiln | onnxruntime | torch eager | kiln/ort | kiln/torch | kiln compile cold / cached (s) | host ops |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | kiln (opt 2) | kiln opt 0 | onnxruntime | torch eager | kiln/ort | kiln/torch | opt 2 / opt 0 | kiln compile cold / cached (s) | host ops |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for model, per in results.items():
         def cell(rt):
             r = per.get(rt, {})
@@ -116,8 +117,9 @@ def write_report(results: dict, batch: int, path: Path) -> str:
         k = per.get("kiln", {})
         comp = f"{k['compile_cold_s']:.1f} / {k['compile_cached_s']:.2f}" if "compile_cold_s" in k else "–"
         host = ", ".join(k.get("host_ops", [])) or "none"
-        lines.append(f"| {model} | {cell('kiln')} | {cell('onnxruntime')} | {cell('torch')} | "
-                     f"{ratio('kiln', 'onnxruntime')} | {ratio('kiln', 'torch')} | {comp} | {host} |")
+        lines.append(f"| {model} | {cell('kiln')} | {cell('kiln-O0')} | {cell('onnxruntime')} | "
+                     f"{cell('torch')} | {ratio('kiln', 'onnxruntime')} | {ratio('kiln', 'torch')} | "
+                     f"{ratio('kiln', 'kiln-O0')} | {comp} | {host} |")
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text

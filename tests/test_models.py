@@ -99,3 +99,17 @@ def test_save_and_load(tmp_path, cnn, cnn_module):
         kiln.load(tmp_path / "cut.kiln")
     with pytest.raises(kiln.KilnError, match="not found"):
         kiln.load(tmp_path / "none.kiln")
+
+
+@pytest.mark.parametrize("opt_level", [0, 1, 2, 3])
+def test_every_opt_level_matches_the_interpreter(cnn, cnn_module, opt_level, tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    m = kiln.compile(cnn, target="cpu", opt_level=opt_level)
+    x = np.random.default_rng(opt_level).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(m.run({"image": x})[0], cnn_module.run({"image": x})[0],
+                               rtol=1e-4, atol=1e-5)
+    ops = {op for k in m.manifest["kernels"] for op in k["ops"]}
+    if opt_level >= 2:       # BN folded into the convs, each ReLU fused into its conv's epilogue
+        assert "BatchNormalization" not in ops and len(m.manifest["kernels"]) == 8
+    else:
+        assert "BatchNormalization" in ops
