@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 MODELS_STAMP := $(VENV)/.installed-models
 
-.PHONY: demo test conformance conformance-cpu models bench check-models clean
+.PHONY: demo test conformance conformance-cpu models bench bench-gemm check-models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ clean:
 # kiln vs onnxruntime vs PyTorch eager on the model set (writes benchmarks/RESULTS.md)
 bench: $(MODELS_STAMP)
 	PYTHONPATH=. $(PY) -m benchmarks.bench
+
+# GFLOP/s of kiln's generated GEMM (squares, transformer and MLP shapes) vs numpy's BLAS and the FMA peak
+bench-gemm: $(STAMP)
+	PYTHONPATH=. $(PY) -m benchmarks.bench_gemm
 
 # every model of the set: compiled once, run at several batch sizes / sequence lengths vs onnxruntime
 check-models: $(MODELS_STAMP)

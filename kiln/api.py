@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,9 @@ class IOSpec:
 
 
 def to_graph(src, **kw) -> Graph:
-    """A Graph from any source kiln reads: Graph, IR text, ONNX path/bytes/ModelProto."""
+    """A Graph from any source kiln reads: Graph, IR text, ONNX path/bytes/ModelProto, a
+    torch.nn.Module (with example_inputs=, optional dynamic_shapes=; through torch.export) or a
+    torch.export ExportedProgram."""
     if isinstance(src, Graph):
         return src
     if isinstance(src, (str, os.PathLike)) and str(src).lstrip().startswith("graph "):
@@ -40,8 +43,17 @@ def to_graph(src, **kw) -> Graph:
     if isinstance(src, (str, os.PathLike, bytes, bytearray)) or type(src).__name__ == "ModelProto":
         from .frontend.onnx_import import import_onnx
         return import_onnx(src)
+    torch = sys.modules.get("torch")            # a torch object implies torch is imported already
+    if torch is not None and isinstance(src, (torch.nn.Module, torch.export.ExportedProgram)):
+        from .frontend.torch_import import export_module, import_torch
+        ep = src
+        if isinstance(src, torch.nn.Module):
+            if kw.get("example_inputs") is None:
+                raise KilnError("compiling a torch.nn.Module needs example_inputs=(...)")
+            ep = export_module(src, kw["example_inputs"], kw.get("dynamic_shapes"))
+        return import_torch(ep, name=type(src).__name__)
     raise KilnError(f"kiln cannot compile a {type(src).__name__}; give an ONNX path, "
-                    "ModelProto, kiln Graph or IR text")
+                    "ModelProto, torch.nn.Module, ExportedProgram, kiln Graph or IR text")
 
 
 class Module:

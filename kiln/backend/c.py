@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import re
 
-from ..lower.loopir import (Assign, Bin, Call, Cast, Comment, Const, Dim, For, If, Kernel, Let,
-                            Load, Select, Store, Un, Var)
+from ..lower.loopir import (Assign, Bin, Call, CallC, Cast, Comment, Const, Dim, For, If, Kernel,
+                            Let, Load, Ref, Select, Store, Un, Var, c_calls)
 
 CTYPE = {"f32": "float", "f64": "double", "i8": "int8_t", "i16": "int16_t", "i32": "int32_t",
          "i64": "int64_t", "u8": "uint8_t", "u16": "uint16_t", "u32": "uint32_t",
@@ -117,6 +117,8 @@ class CRenderer:
             return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
         if isinstance(e, Cast):
             return f"(({CTYPE[e.dtype]})({self.expr(e.a)}))"
+        if isinstance(e, Ref):
+            return f"({e.buf} + {self.expr(e.index)})"
         raise TypeError(f"cannot render {e!r}")
 
     def stmts(self, stmts, indent: str) -> list[str]:
@@ -125,8 +127,13 @@ class CRenderer:
             if isinstance(s, For):
                 ext = self.expr(s.extent)
                 if s.kind == "parallel":
-                    work = self.work(s)
-                    out.append(f"{indent}#pragma omp parallel for schedule(static) if({work} > 32768)")
+                    if c_calls(s.body):
+                        # blocks of GEMM tiles (C support code): heavy, split from 2 iterations;
+                        # handed out dynamically (a core taken by another process stalls less)
+                        out.append(f"{indent}#pragma omp parallel for schedule(dynamic, 1) if({ext} > 1)")
+                    else:
+                        out.append(f"{indent}#pragma omp parallel for schedule(static) "
+                                   f"if({self.work(s)} > 32768)")
                 elif s.kind == "vector":
                     out.append(f"{indent}#pragma omp simd")
                 elif s.kind == "unroll":
@@ -149,6 +156,8 @@ class CRenderer:
                 out.append(f"{indent}}}")
             elif isinstance(s, Comment):
                 out.append(f"{indent}/* {comment(s.text)} */")
+            elif isinstance(s, CallC):
+                out.append(f"{indent}{ident(s.fn)}({', '.join(self.expr(a) for a in s.args)});")
             else:
                 raise TypeError(f"cannot render {s!r}")
         return out

@@ -77,7 +77,15 @@ class Cast:
     dtype: str
 
 
-Expr = Union[Const, Var, Dim, Load, Bin, Un, Call, Select, Cast]
+@dataclass(frozen=True)
+class Ref:
+    """The address `&buf[index]`: only as an argument of `CallC` (a pointer into a buffer)."""
+    buf: str
+    index: "Expr"
+    dtype: str
+
+
+Expr = Union[Const, Var, Dim, Load, Bin, Un, Call, Select, Cast, Ref]
 
 
 # --- statements ----------------------------------------------------------------------------
@@ -123,7 +131,30 @@ class Comment:
     text: str
 
 
-Stmt = Union[For, Store, Let, Assign, If, Comment]
+@dataclass
+class CallC:
+    """Call a C support function (kiln/backend/microkernel.py: GEMM packing, micro-kernels) for its
+    effect: `fn(args...);`. Arguments are expressions (ints, floats) or `Ref`s (pointers into the
+    kernel's buffers). The backend emits the support code of every function a unit calls; a
+    parallel loop whose body makes such calls is taken to have enough work to run in parallel."""
+    fn: str
+    args: tuple
+
+
+Stmt = Union[For, Store, Let, Assign, If, Comment, CallC]
+
+
+def c_calls(stmts) -> set:
+    """Names of the C support functions `stmts` call (at any depth)."""
+    out = set()
+    for s in stmts:
+        if isinstance(s, CallC):
+            out.add(s.fn)
+        elif isinstance(s, For):
+            out |= c_calls(s.body)
+        elif isinstance(s, If):
+            out |= c_calls(s.then) | c_calls(s.orelse)
+    return out
 
 
 @dataclass
@@ -211,6 +242,8 @@ def format_expr(e: Expr) -> str:
         return f"select({format_expr(e.cond)}, {format_expr(e.a)}, {format_expr(e.b)})"
     if isinstance(e, Cast):
         return f"{e.dtype}({format_expr(e.a)})"
+    if isinstance(e, Ref):
+        return f"&{e.buf}[{format_expr(e.index)}]"
     raise TypeError(f"not a loop IR expression: {e!r}")
 
 
@@ -235,6 +268,8 @@ def format_stmts(stmts, indent: str = "  ") -> list[str]:
                 out += format_stmts(s.orelse, indent + "  ")
         elif isinstance(s, Comment):
             out.append(f"{indent}# {s.text}")
+        elif isinstance(s, CallC):
+            out.append(f"{indent}call {s.fn}({', '.join(format_expr(a) for a in s.args)})")
         else:
             raise TypeError(f"not a loop IR statement: {s!r}")
     return out

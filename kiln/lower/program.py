@@ -11,11 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..backend.c import CTYPE, PRELUDE, CRenderer, comment, ident
+from ..backend.microkernel import support_code
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
 from ..ops import REGISTRY
 from .context import LowerCtx, NotLowerable, TensorRef, lower_elementwise
-from .loopir import Const, Dim, Kernel, Param
+from .loopir import Const, Dim, Kernel, Param, c_calls
 
 NATIVE_DTYPES = set(CTYPE)
 KERNELS_PER_UNIT = 40
@@ -173,6 +174,7 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
     r = CRenderer()
     by_body: dict[str, str] = {}
     units: list[list[str]] = [[]]
+    calls: list[set] = [set()]            # C support functions (CallC) each unit's kernels call
     for i in sorted(native):
         nk = native[i]
         text = r.kernel(nk.kernel, "KERNEL")
@@ -185,7 +187,9 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
         by_body[h] = nk.fn
         if len(units[-1]) >= KERNELS_PER_UNIT:
             units.append([])
+            calls.append(set())
         units[-1].append(r.kernel(nk.kernel, nk.fn).replace("static void", "void", 1))
+        calls[-1] |= c_calls(nk.kernel.body)
     decls, declared = [], set()
     for i in sorted(native):
         nk = native[i]
@@ -197,9 +201,9 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
         decls.append(f"void {nk.fn}({', '.join(params)});")
     header = PRELUDE + "\n".join(decls) + "\n"
     # the entry points share the last unit with kernels: a small model is one translation unit
-    sources = {f"kernels_{u}.c": header + "\n\n".join(kernels) + "\n"
+    sources = {f"kernels_{u}.c": header + support_code(sorted(calls[u])) + "\n\n".join(kernels) + "\n"
                for u, kernels in enumerate(units[:-1])}
-    lines = [header, "\n\n".join(units[-1]),
+    lines = [header + support_code(sorted(calls[-1])), "\n\n".join(units[-1]),
              f"/* model {comment(graph.name)}: {len(native)} native nodes */",
              "KILN_EXPORT int kiln_abi_version(void) { return 1; }"]
     for i in sorted(native):

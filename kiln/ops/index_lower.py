@@ -198,10 +198,80 @@ def lower_tensor_scatter(ctx: LowerCtx):
     return _copy(ctx, past, y) + ctx.loops(upd.shape, body)
 
 
+def lower_reverse_sequence(ctx: LowerCtx):
+    """y[b, t] = x[b, len[b] - 1 - t] for t < len[b] (the length clamped into the time axis),
+    x[b, t] after it."""
+    x, lens, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    ba, ta = ctx.attrs["batch_axis"], ctx.attrs["time_axis"]
+    if x.rank < 2 or {ba, ta} != {0, 1}:
+        raise NotLowerable("ReverseSequence axes")
+    T = x.shape[ta]
+
+    def body(idx):
+        n = minimum(maximum(cast(lens.load(idx[ba]), "i64"), Const(0)), T)
+        t = idx[ta]
+        src = list(idx)
+        src[ta] = select(binop("<", t, n), sub(sub(n, Const(1)), t), t)
+        return [Store(y.buf, ctx.index(y, idx), x.load(ctx.index(x, src)))]
+    return ctx.loops(y.shape, body)
+
+
+def lower_col2im(ctx: LowerCtx):
+    """Each image element sums the column entries whose block position lands on it (gather
+    form): padded coordinate q = k * dilation + col * stride for block offset k, column col."""
+    x, image, block, y = ctx.inputs[0], ctx.inputs[1], ctx.inputs[2], ctx.outputs[0]
+    shape = image.static_shape()
+    if x.rank != 3 or shape is None or len(shape) != 1 or y.rank != shape[0] + 2:
+        raise NotLowerable("Col2Im needs image_shape of a static length")
+    n = shape[0]
+    a = ctx.attrs
+    dil, strides = a["dilations"] or [1] * n, a["strides"] or [1] * n
+    pads = a["pads"] or [0] * (2 * n)
+    dt = x.dtype
+    pre, blk, cnt = [], [], []
+    for i in range(n):
+        bk, ck = ctx.fresh("blk"), ctx.fresh("cols")
+        padded = add(cast(image.load(Const(i)), "i64"), Const(pads[i] + pads[i + n]))
+        pre += [Let(bk, maximum(cast(block.load(Const(i)), "i64"), Const(1)), "i64"),
+                Let(ck, add(Bin("floordiv", sub(sub(padded, mul(Const(dil[i]), sub(Var(bk), Const(1)))), Const(1)),
+                                Const(strides[i]), "i64"), Const(1)), "i64")]
+        blk.append(Var(bk))
+        cnt.append(Var(ck))
+    kv = [Var(ctx.fresh("k")) for _ in range(n)]
+    acc = ctx.fresh("acc")
+    accv = Var(acc, dt)
+
+    def body(idx):
+        b, ch, sp = idx[0], idx[1], idx[2:]
+        ok, cols = c(True, "bool"), []
+        for i in range(n):
+            rel = sub(add(sp[i], Const(pads[i])), mul(kv[i], Const(dil[i])))
+            col = Bin("/", rel, Const(strides[i]), "i64")
+            ok = binop("&&", ok, binop("&&", binop(">=", rel, Const(0)), binop("<", col, cnt[i])))
+            if strides[i] != 1:
+                ok = binop("&&", ok, binop("==", Bin("%", rel, Const(strides[i]), "i64"), Const(0)))
+            cols.append(col)
+        row = add(mul(ch, product(blk)), _flat_of(kv, blk))
+        at = add(mul(add(mul(b, x.shape[1]), row), x.shape[2]), _flat_of(cols, cnt))
+        inner = [If(ok, [Assign(acc, binop("+", accv, x.load(at)))])]
+        for i in reversed(range(n)):
+            inner = [For(kv[i].name, blk[i], inner)]
+        return [Let(acc, c(0, dt), dt)] + inner + [Store(y.buf, ctx.index(y, idx), accv)]
+    return pre + ctx.loops(y.shape, body)
+
+
+def _flat_of(idx, dims):
+    out = Const(0)
+    for i, d in zip(idx, dims):
+        out = add(mul(out, d), i)
+    return out
+
+
 LOWER = {"Gather": lower_gather, "GatherElements": lower_gather_elements, "Slice": lower_slice,
          "ScatterElements": lower_scatter_elements, "Scatter": lower_scatter_elements,
          "ScatterND": lower_scatter_nd, "GatherND": lower_gather_nd,
-         "TensorScatter": lower_tensor_scatter}
+         "TensorScatter": lower_tensor_scatter, "ReverseSequence": lower_reverse_sequence,
+         "Col2Im": lower_col2im}
 
 
 def attach(ops) -> None:

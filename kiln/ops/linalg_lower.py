@@ -7,7 +7,7 @@ by rows as dot products instead. Blocked, packed micro-kernels arrive with the p
 from __future__ import annotations
 
 from ..lower.context import LowerCtx, NotLowerable, TensorRef
-from ..lower.exprs import binop, c, cast, select
+from ..lower.exprs import binop, c, call, cast, select
 from ..lower.loopir import Assign, Const, For, Let, Load, Store, Var, add, mul
 
 
@@ -178,7 +178,71 @@ def lower_einsum(ctx: LowerCtx):
     return stmts
 
 
-LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "Einsum": lower_einsum}
+def _int_matmul(ctx: LowerCtx, a0, b0, y0, a_value, b_value, finish):
+    """y[..., m, n] = finish(sum_k a_value(a[..., m, k], m) * b_value(b[..., k, n], n), m, n), the
+    sum in int64 (exact); batch dims broadcast as MatMul's."""
+    a, b = _as_matrix(a0, True), _as_matrix(b0, False)
+    M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
+    dropped = (a0.rank == 1) + (b0.rank == 1)
+    batch = list(y0.shape[:y0.rank - (2 - dropped)])
+    bvars = [Var(ctx.fresh("b")) for _ in batch]
+    m, k, n = Var(ctx.fresh("m")), Var(ctx.fresh("k")), Var(ctx.fresh("n"))
+    a_base, b_base = _batch_offset(ctx, a, batch, bvars), _batch_offset(ctx, b, batch, bvars)
+    acc = ctx.fresh("acc")
+    accv = Var(acc, "i64")
+    term = binop("*", a_value(a.load(add(a_base, add(mul(m, K), k))), m),
+                 b_value(b.load(add(b_base, add(mul(k, N), n))), n))
+    yi = add(mul(_flat(batch, bvars), mul(M, N)), add(mul(m, N), n))
+    loops = [For(m.name, M, [For(n.name, N, [Let(acc, Const(0), "i64"),
+                                             For(k.name, K, [Assign(acc, binop("+", accv, term))]),
+                                             Store(y0.buf, yi, finish(accv, m, n))])])]
+    for k_ in reversed(range(len(batch))):
+        loops = [For(bvars[k_].name, batch[k_], loops)]
+    return _parallel_outer(loops)
+
+
+def _vector_param(p, pick):
+    """A scale or zero point: one value, or a vector indexed by pick (a row or a column)."""
+    if p is None:
+        return None
+    shape = p.static_shape()
+    if shape is None or len(shape) > 1:
+        raise NotLowerable("quantization parameters of this shape")
+    return p.load(Const(0)) if not shape or shape[0] == 1 else p.load(pick)
+
+
+def lower_matmul_integer(ctx: LowerCtx):
+    a, b, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    az = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    bz = ctx.inputs[3] if len(ctx.inputs) > 3 else None
+    ints = ("i8", "u8", "i16", "u16", "i32", "u32")
+    if a.dtype not in ints or b.dtype not in ints or y.dtype != "i32":
+        raise NotLowerable("MatMulInteger of these types")
+    centered = lambda z: (lambda v, i: binop("-", cast(v, "i64"), cast(_vector_param(z, i), "i64"))
+                          if z is not None else cast(v, "i64"))
+    return _int_matmul(ctx, a, b, y, centered(az), centered(bz), lambda acc, m, n: cast(acc, "i32"))
+
+
+def lower_qlinear_matmul(ctx: LowerCtx):
+    from .quant_lower import INTS, saturate
+    a, a_s, a_z, b, b_s, b_z, y_s, y_z = ctx.inputs[:8]
+    y = ctx.outputs[0]
+    if a.dtype not in INTS or b.dtype not in INTS or y.dtype not in INTS or \
+            any(t.dtype != "f32" for t in (a_s, b_s, y_s)):
+        raise NotLowerable("QLinearMatMul of these types")
+    lo, hi = INTS[y.dtype]
+    centered = lambda z: (lambda v, i: binop("-", cast(v, "i64"), cast(_vector_param(z, i), "i64")))
+
+    def finish(acc, m, n):           # float32 scale product / y_scale, then float64 as requantize
+        scale = cast(binop("/", binop("*", _vector_param(a_s, m), _vector_param(b_s, n)),
+                           _vector_param(y_s, Const(0))), "f64")
+        q = binop("+", call("round", binop("*", cast(acc, "f64"), scale)), cast(_vector_param(y_z, Const(0)), "f64"))
+        return saturate(q, lo, hi, y.dtype)
+    return _int_matmul(ctx, a, b, y, centered(a_z), centered(b_z), finish)
+
+
+LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "Einsum": lower_einsum,
+         "MatMulInteger": lower_matmul_integer, "QLinearMatMul": lower_qlinear_matmul}
 
 
 def attach(ops) -> None:

@@ -222,17 +222,26 @@ def _flat(idx, dims):
 def lower_conv_nd(ctx):
     """Direct N-d convolution, one output element at a time: (image, channel) pairs in parallel;
     taps outside the input are skipped."""
-    from .nn_window import spatial_attrs
     x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     dt = x.dtype
     if dt not in FLOAT or x.rank < 3 or w.dtype != dt or (b is not None and b.dtype != dt):
         raise NotLowerable("convolution of non-floats or mixed dtypes")
+    return conv_gather(ctx, x, w, y, lambda v, m: v, lambda v, m: v, dt,
+                       lambda m: b.load(m) if b is not None else c(0, dt), lambda acc, m: acc)
+
+
+def conv_gather(ctx, x, w, y, x_value, w_value, acc_dt, init, finish):
+    """The N-d convolution loop nest shared by Conv, ConvInteger and QLinearConv: acc = init(m);
+    acc += x_value(x[...], m) * w_value(w[...], m) over the taps inside the input; y = finish(acc, m)."""
+    from .nn_window import spatial_attrs
     wshape = w.static_shape()
-    if wshape is None or len(wshape) != x.rank:
+    if wshape is None or len(wshape) != x.rank or x.rank < 3:
         raise NotLowerable("convolution weights need a static shape")
     k = x.rank - 2
     kernel, strides, dil = spatial_attrs(k, wshape[2:], ctx.attrs["strides"], ctx.attrs["dilations"])
+    if ctx.attrs["kernel_shape"] and tuple(ctx.attrs["kernel_shape"]) != tuple(kernel):
+        raise NotLowerable("kernel_shape differs from the weights")
     begin, _ = window_pads(ctx, x, kernel, strides, dil)
     group = ctx.attrs["group"]
     M, cin = wshape[0], wshape[1]
@@ -243,7 +252,7 @@ def lower_conv_nd(ctx):
     ov = [Var(ctx.fresh("o")) for _ in range(k)]
     tv = [Var(ctx.fresh("t")) for _ in range(k)]
     acc = ctx.fresh("acc")
-    accv = Var(acc, dt)
+    accv = Var(acc, acc_dt)
     coords = [add(add(mul(o, Const(s)), Const(-bg)), mul(t, Const(d)))
               for o, t, s, bg, d in zip(ov, tv, strides, begin, dil)]
     inside = c(True, "bool")
@@ -252,9 +261,136 @@ def lower_conv_nd(ctx):
     chan = add(mul(Bin("/", m, Const(M // group), "i64"), Const(cin)), ic) if group != 1 else ic
     xi = _flat([n, chan] + coords, [N, C] + list(S))
     wi = _flat([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
-    tap = [If(inside, [Assign(acc, binop("+", accv, binop("*", x.load(xi), w.load(wi))))])]
+    prod = binop("*", x_value(x.load(xi), m), w_value(w.load(wi), m))
+    tap = [If(inside, [Assign(acc, binop("+", accv, prod))])]
     inner = [For(ic.name, Const(cin), _nest(tv, [Const(kk) for kk in kernel], tap))]
-    body = [Let(acc, b.load(m) if b is not None else c(0, dt), dt)] + inner + \
+    body = [Let(acc, init(m), acc_dt)] + inner + \
+        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), finish(accv, m))]
+    split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
+    return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
+
+
+INT8 = ("i8", "u8", "i16", "u16", "i32", "u32")
+
+
+def _zero_point(zp, m):
+    """A zero point: per tensor, or per output channel m (1-D of length M)."""
+    if zp is None:
+        return Const(0)
+    shape = zp.static_shape()
+    if shape is None:
+        raise NotLowerable("zero point of unknown shape")
+    n = 1
+    for d in shape:
+        n *= d
+    return cast(zp.load(Const(0) if n == 1 else m), "i64")
+
+
+def lower_conv_integer(ctx):
+    x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    xz = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    wz = ctx.inputs[3] if len(ctx.inputs) > 3 else None
+    if x.dtype not in INT8 or w.dtype not in INT8 or y.dtype != "i32":
+        raise NotLowerable("ConvInteger of these types")
+    if xz is not None and xz.static_shape() not in ((), (1,)):
+        raise NotLowerable("ConvInteger x_zero_point per channel")
+    return conv_gather(ctx, x, w, y, lambda v, m: binop("-", cast(v, "i64"), _zero_point(xz, m)),
+                       lambda v, m: binop("-", cast(v, "i64"), _zero_point(wz, m)), "i64",
+                       lambda m: Const(0), lambda acc, m: cast(acc, "i32"))
+
+
+def lower_qlinear_conv(ctx):
+    from .quant_lower import INTS, saturate
+    x, xs, xz, w, ws, wz, ys, yz = ctx.inputs[:8]
+    b = ctx.inputs[8] if len(ctx.inputs) > 8 else None
+    y = ctx.outputs[0]
+    if x.dtype not in INTS or w.dtype not in INTS or y.dtype not in INTS or yz is None or \
+            any(t.dtype != "f32" for t in (xs, ws, ys)) or (b is not None and b.dtype != "i32"):
+        raise NotLowerable("QLinearConv of these types")
+    if xz is not None and xz.static_shape() not in ((), (1,)):
+        raise NotLowerable("QLinearConv x_zero_point per channel")
+    lo, hi = INTS[y.dtype]
+
+    def per_m(t, m):               # one value, or one per output channel
+        shape = t.static_shape()
+        if shape is None:
+            raise NotLowerable("QLinearConv scale of unknown shape")
+        n = 1
+        for d in shape:
+            n *= d
+        return t.load(Const(0) if n == 1 else m)
+
+    def finish(acc, m):            # f32 scale product / y_scale, then in float64 as requantize
+        scale = cast(binop("/", binop("*", per_m(xs, m), per_m(ws, m)), per_m(ys, Const(0))), "f64")
+        q = binop("+", call("round", binop("*", cast(acc, "f64"), scale)), cast(yz.load(Const(0)), "f64"))
+        return saturate(q, lo, hi, y.dtype)
+    return conv_gather(ctx, x, w, y, lambda v, m: binop("-", cast(v, "i64"), _zero_point(xz, m)),
+                       lambda v, m: binop("-", cast(v, "i64"), _zero_point(wz, m)), "i64",
+                       lambda m: cast(b.load(m), "i64") if b is not None else Const(0), finish)
+
+
+def lower_deform_conv(ctx):
+    """Deformable convolution gathered per output element: each tap of each input channel is a
+    multilinear sample of x (zero outside) at the tap's position moved by its offset (and scaled
+    by its mask); (image, output channel) pairs in parallel."""
+    import itertools
+    from .nn_window import spatial_attrs
+    ins = ctx.inputs + [None] * (5 - len(ctx.inputs))
+    x, w, off, b, mask = ins[:5]
+    y = ctx.outputs[0]
+    dt = x.dtype
+    if dt not in FLOAT or any(t is not None and t.dtype != dt for t in (w, off, b, mask)) or x.rank < 3:
+        raise NotLowerable("DeformConv of non-floats or mixed dtypes")
+    wshape = w.static_shape()
+    if wshape is None or len(wshape) != x.rank:
+        raise NotLowerable("DeformConv weights need a static shape")
+    a = ctx.attrs
+    k = x.rank - 2
+    kernel, strides, dil = spatial_attrs(k, wshape[2:], a["strides"], a["dilations"])
+    begin = tuple(a["pads"][:k]) if a["pads"] else (0,) * k
+    group, og = a["group"], a["offset_group"]
+    M, cin = wshape[0], wshape[1]
+    C = x.shape[1]
+    if not isinstance(C, Const) or M % group or C.value % og:
+        raise NotLowerable("DeformConv channel counts")
+    c_per_og = C.value // og
+    taps = 1
+    for kk in kernel:
+        taps *= kk
+    N, S, O = x.shape[0], x.shape[2:], y.shape[2:]
+    nm, n, m, ic = (Var(ctx.fresh(p)) for p in ("nm", "n", "m", "ic"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    tv = [Var(ctx.fresh("t")) for _ in range(k)]
+    acc, pos_names = ctx.fresh("acc"), [ctx.fresh("pos") for _ in range(k)]
+    accv = Var(acc, dt)
+    chan = add(mul(Bin("/", m, Const(M // group), "i64"), Const(cin)), ic) if group != 1 else ic
+    g = Bin("/", chan, Const(c_per_og), "i64")
+    tap = _flat(tv, [Const(kk) for kk in kernel])
+    f = lambda v: c(v, dt)
+    lets = []
+    for i in range(k):     # offset[n, g, tap, i, o...], offset channel = (g * taps + tap) * k + i
+        oc = add(mul(add(mul(g, Const(taps)), tap), Const(k)), Const(i))
+        start = add(add(mul(ov[i], Const(strides[i])), Const(-begin[i])), mul(tv[i], Const(dil[i])))
+        lets.append(Let(pos_names[i], binop("+", cast(start, dt), off.load(_flat([n, oc] + ov, [N, off.shape[1]] + list(O)))), dt))
+    sample = None
+    for corner in itertools.product((0, 1), repeat=k):
+        weight, inside, idx = None, c(True, "bool"), []
+        for i, bit in enumerate(corner):
+            p = Var(pos_names[i], dt)
+            fl = call("floor", p)
+            ii = binop("+", fl, f(float(bit)))
+            wi = binop("-", f(1.0), call("fabs", binop("-", p, ii)))
+            weight = wi if weight is None else binop("*", weight, wi)
+            inside = binop("&&", inside, binop("&&", binop(">=", ii, f(0.0)), binop("<", ii, cast(S[i], dt))))
+            idx.append(select(binop(">=", ii, f(0.0)), minimum(cast(ii, "i64"), sub(S[i], Const(1))), Const(0)))
+        term = select(inside, binop("*", x.load(_flat([n, chan] + idx, [N, C] + list(S))), weight), f(0.0))
+        sample = term if sample is None else binop("+", sample, term)
+    if mask is not None:
+        sample = binop("*", sample, mask.load(_flat([n, add(mul(g, Const(taps)), tap)] + ov, [N, mask.shape[1]] + list(O))))
+    wi = _flat([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
+    body_tap = lets + [Assign(acc, binop("+", accv, binop("*", w.load(wi), sample)))]
+    inner = [For(ic.name, Const(cin), _nest(tv, [Const(kk) for kk in kernel], body_tap))]
+    body = [Let(acc, b.load(m) if b is not None else f(0.0), dt)] + inner + \
         [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
     split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
     return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
@@ -391,6 +527,173 @@ def lower_pool_nd(ctx, kind: str):
     if ind is not None:
         body.append(Store(ind.buf, yi, add(mul(nc, product(S)), Var(at))))
     return [For(nc.name, mul(N, C), _nest(ov, list(O), body), "parallel")]
+
+
+# --- spatial sampling: GridSample, AffineGrid ---------------------------------------------------
+def lower_grid_sample(ctx):
+    """One output element (n, c, position) at a time, positions in parallel per image: for each
+    spatial axis the grid coordinate is unnormalized, padded (border / reflection) and split
+    into taps (nearest 1, linear 2, cubic 4) with their weights; taps outside the image weigh 0
+    (zeros padding). Computed in the input's float type, as the reference."""
+    x, grid, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    dt = x.dtype
+    a = ctx.attrs
+    mode, pad, align = a["mode"], a["padding_mode"], bool(a["align_corners"])
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    if dt not in FLOAT or grid.dtype != dt or x.rank < 3 or grid.rank != x.rank:
+        raise NotLowerable("GridSample of non-floats or mixed dtypes")
+    if mode not in ("nearest", "linear", "cubic") or pad not in ("zeros", "border", "reflection"):
+        raise NotLowerable(f"GridSample mode {mode!r} / padding {pad!r}")
+    k = x.rank - 2
+    N, C, S = x.shape[0], x.shape[1], x.shape[2:]
+    O = grid.shape[1:-1]
+    f = lambda v: c(v, dt)
+    nv, cv = Var(ctx.fresh("n")), Var(ctx.fresh("c"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    gbase = ctx.fresh("g")
+    body = [Let(gbase, mul(_flat([nv] + ov, [N] + list(O)), Const(k)), "i64")]
+    size_f = [cast(sz, dt) for sz in S]
+
+    def padded(v, i):
+        """pad_coord of the reference: border clips, reflection mirrors then clips."""
+        if pad == "zeros":
+            return v
+        hi = binop("-", size_f[i], f(1.0))
+        if pad == "reflection":
+            lo2, hi2 = (f(0.0), binop("*", f(2.0), hi)) if align else \
+                (f(-1.0), binop("-", binop("*", f(2.0), size_f[i]), f(1.0)))
+            low = binop("/", lo2, f(2.0))
+            span = binop("/", binop("-", hi2, lo2), f(2.0))
+            dist = call("fabs", binop("-", v, low))
+            extra = binop("%", dist, span)
+            flips = call("floor", binop("/", dist, span))
+            even = binop("==", binop("%", flips, f(2.0)), f(0.0))
+            r = select(even, binop("+", extra, low), binop("+", binop("-", span, extra), low))
+            v = select(binop("==", lo2, hi2), f(0.0), r)
+        return select(binop("<", v, f(0.0)), f(0.0), select(binop(">", v, hi), hi, v))
+    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    tv = [Var(ctx.fresh("t")) for _ in range(k)]
+    pos_w = []
+    for i in range(k):
+        g = grid.load(add(Var(gbase), Const(k - 1 - i)))
+        coord = binop("/", binop("*", binop("+", g, f(1.0)), binop("-", size_f[i], f(1.0))), f(2.0)) if align \
+            else binop("/", binop("-", binop("*", binop("+", g, f(1.0)), size_f[i]), f(1.0)), f(2.0))
+        cn = ctx.fresh("coord")
+        body.append(Let(cn, coord if mode == "cubic" else padded(coord, i), dt))
+        cvar = Var(cn, dt)
+        t = tv[i]
+        if mode == "nearest":
+            pos, wt = call("round", cvar), f(1.0)
+        elif mode == "linear":
+            base, fr = ctx.fresh("base"), ctx.fresh("frac")
+            body += [Let(base, call("floor", cvar), dt), Let(fr, binop("-", cvar, Var(base, dt)), dt)]
+            pos = binop("+", Var(base, dt), cast(t, dt))
+            wt = select(binop("==", t, Const(0)), binop("-", f(1.0), Var(fr, dt)), Var(fr, dt))
+        else:
+            base, fr = ctx.fresh("base"), ctx.fresh("frac")
+            body += [Let(base, call("floor", cvar), dt), Let(fr, binop("-", cvar, Var(base, dt)), dt)]
+            A = -0.75
+            near = lambda u: binop("+", binop("*", binop("*", binop("-", binop("*", f(A + 2), u), f(A + 3)), u), u), f(1.0))
+            far = lambda u: binop("-", binop("*", binop("+", binop("*", binop("-", binop("*", f(A), u), f(5 * A)), u),
+                                                          f(8 * A)), u), f(4 * A))
+            frv = Var(fr, dt)
+            ws = [far(binop("+", frv, f(1.0))), near(frv), near(binop("-", f(1.0), frv)), far(binop("-", f(2.0), frv))]
+            wt = select(binop("==", t, Const(0)), ws[0], select(binop("==", t, Const(1)), ws[1],
+                                                                select(binop("==", t, Const(2)), ws[2], ws[3])))
+            pos = padded(binop("+", Var(base, dt), cast(sub(t, Const(1)), dt)), i)
+        pos_w.append((pos, wt))
+    acc = ctx.fresh("acc")
+    accv = Var(acc, dt)
+    wn = [ctx.fresh("w") for _ in range(k)]
+    pn = [ctx.fresh("p") for _ in range(k)]
+    idx = []
+    for i in range(k):
+        pv = Var(pn[i], dt)
+        last = binop("-", size_f[i], f(1.0))
+        # clamped as floats before the cast (NaN lands on 0)
+        idx.append(select(binop(">", pv, f(0.0)), select(binop(">", pv, last), sub(S[i], Const(1)), cast(pv, "i64")),
+                          Const(0)))
+    inner = [Assign(acc, binop("+", accv, binop("*", x.load(_flat([nv, cv] + idx, [N, C] + list(S))),
+                                                 Var(wn[-1], dt))))]
+    for i in reversed(range(k)):
+        pos, wt = pos_w[i]
+        pv = Var(pn[i], dt)
+        inside = binop("&&", binop(">=", pv, f(0.0)), binop("<=", pv, binop("-", size_f[i], f(1.0))))
+        w = binop("*", wt, select(inside, f(1.0), f(0.0)))
+        if i:
+            w = binop("*", Var(wn[i - 1], dt), w)
+        inner = [For(tv[i].name, Const(taps), [Let(pn[i], pos, dt), Let(wn[i], w, dt)] + inner)]
+    body += [For(cv.name, C, [Let(acc, f(0.0), dt)] + inner +
+                 [Store(y.buf, _flat([nv, cv] + ov, [N, C] + list(O)), accv)])]
+    loops = body
+    for i in reversed(range(k)):
+        loops = [For(ov[i].name, O[i], loops)]
+    return [For(nv.name, N, loops, "parallel")]
+
+
+def lower_affine_grid(ctx):
+    """grid[n, d..., i] = sum_j theta[n, i, j] * (x, y[, z], 1)_j over the base coordinates of the
+    planned output (align_corners: linspace(-1, 1), else pixel centers)."""
+    theta, y = ctx.inputs[0], ctx.outputs[0]
+    dt = theta.dtype
+    if dt not in FLOAT or y.rank < 4:
+        raise NotLowerable("AffineGrid of non-floats")
+    k = y.rank - 2
+    N, S = y.shape[0], y.shape[1:-1]
+    align = bool(ctx.attrs["align_corners"])
+    nv = Var(ctx.fresh("n"))
+    ov = [Var(ctx.fresh("o")) for _ in range(k)]
+    iv = Var(ctx.fresh("i"))
+
+    def base(o, size):                 # in float64, as np.linspace / the pixel-center formula
+        of, sf = cast(o, "f64"), cast(size, "f64")
+        if align:
+            v = select(binop("==", o, sub(size, Const(1))), c(1.0, "f64"),
+                       binop("+", c(-1.0, "f64"), binop("*", of, binop("/", c(2.0, "f64"), binop("-", sf, c(1.0, "f64"))))))
+        else:
+            v = binop("-", binop("/", binop("+", binop("*", of, c(2.0, "f64")), c(1.0, "f64")), sf), c(1.0, "f64"))
+        return cast(select(binop("<=", size, Const(1)), c(0.0, "f64"), v), dt)
+    coords = [base(ov[k - 1 - j], S[k - 1 - j]) for j in range(k)] + [c(1.0, dt)]   # x first
+    acc = None
+    for j, cj in enumerate(coords):
+        term = binop("*", cj, theta.load(_flat([nv, iv, Const(j)], [N, Const(k), Const(k + 1)])))
+        acc = term if acc is None else binop("+", acc, term)
+    body = [Store(y.buf, _flat([nv] + ov + [iv], [N] + list(S) + [Const(k)]), acc)]
+    body = [For(iv.name, Const(k), body)]
+    for i in reversed(range(k)):
+        body = [For(ov[i].name, S[i], body)]
+    return [For(nv.name, N, body, "parallel")]
+
+
+def lower_max_unpool(ctx):
+    """Zeros, then each x element written at its index: the index is a flat position in the shape
+    MaxPool came from (N, C, (in - 1) * stride + kernel - pads), moved to the output's shape;
+    positions outside the output are skipped. Serial: later writes win, as the reference."""
+    x, ind, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    a = ctx.attrs
+    k = x.rank - 2
+    if k < 1 or ind.dtype not in ("i32", "i64") or y.rank != x.rank or y.dtype == "bool":
+        raise NotLowerable("MaxUnpool of this layout")
+    kernel = a["kernel_shape"]
+    strides = a["strides"] or [1] * k
+    pads = a["pads"] or [0] * (2 * k)
+    src = list(x.shape[:2]) + [add(mul(sub(x.shape[2 + i], Const(1)), Const(strides[i])),
+                                   Const(kernel[i] - pads[i] - pads[i + k])) for i in range(k)]
+    stmts = ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, c(0, y.dtype))], "vector")
+    i = Var(ctx.fresh("i"))
+    flat, rest, coords = ctx.fresh("flat"), ctx.fresh("rest"), []
+    body = [Let(flat, cast(ind.load(i), "i64"), "i64"), Let(rest, Var(flat), "i64")]
+    for d in reversed(range(x.rank)):        # unravel in the pooled-from shape
+        cd = ctx.fresh("c")
+        body += [Let(cd, Bin("%", Var(rest), src[d], "i64"), "i64"), Assign(rest, Bin("/", Var(rest), src[d], "i64"))]
+        coords.insert(0, Var(cd))
+    ok = binop("&&", binop(">=", Var(flat), Const(0)), binop("<", Var(flat), product(src)))
+    at = Const(0)
+    for cd, d in zip(coords, y.shape):
+        ok = binop("&&", ok, binop("<", cd, d))
+        at = add(mul(at, d), cd)
+    stmts.append(For(i.name, x.numel(), body + [If(ok, [Store(y.buf, at, x.load(i))])]))
+    return stmts
 
 
 # --- normalization -----------------------------------------------------------------------------
@@ -642,6 +945,8 @@ def lower_lrn(ctx):
 LOWER.update({
     "RMSNormalization": lower_rms_norm, "GroupNormalization": lower_group_norm,
     "MeanVarianceNormalization": lower_mvn, "LpNormalization": lower_lp_norm, "LRN": lower_lrn,
+    "DeformConv": lower_deform_conv, "ConvInteger": lower_conv_integer, "QLinearConv": lower_qlinear_conv,
+    "MaxUnpool": lower_max_unpool, "GridSample": lower_grid_sample, "AffineGrid": lower_affine_grid,
     "ConvTranspose": lower_conv_transpose, "LpPool": lambda ctx: lower_pool_nd(ctx, "lp"),
     "MaxPool": lower_pool("max"), "AveragePool": lower_pool("avg"),
     "GlobalAveragePool": lower_global_pool("mean"), "GlobalMaxPool": lower_global_pool("max"),

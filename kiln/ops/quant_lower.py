@@ -53,13 +53,15 @@ def lower_quantize(ctx: LowerCtx):
         q = call("round", binop("/", cast(x.load(ctx.index(x, idx)), dt), cast(_param(ctx, scale, x, idx), dt)))
         if zp is not None:
             q = binop("+", q, cast(_param(ctx, zp, x, idx), dt))
-        q = _nan_to_zero(minimum(maximum(q, c(lo, dt)), c(hi, dt)), dt)   # no undefined cast of NaN
-        return [Store(y.buf, ctx.index(y, idx), cast(cast(q, "i64"), y.dtype))]
+        return [Store(y.buf, ctx.index(y, idx), saturate(q, lo, hi, y.dtype))]
     return ctx.loops(y.shape, body) if y.rank else body([])
 
 
-def _nan_to_zero(q, dt):
-    return select(binop("==", q, q), q, c(0, dt))
+def saturate(q, lo, hi, out: str):
+    """Float q clamped into [lo, hi] and cast to the integer type out; NaN gives lo (a cast of
+    NaN or of an out-of-range float would be undefined in C)."""
+    dt = q.dtype
+    return cast(select(binop(">", q, c(lo, dt)), select(binop("<", q, c(hi, dt)), q, c(hi, dt)), c(lo, dt)), out)
 
 
 def lower_dequantize(ctx: LowerCtx):
@@ -98,9 +100,9 @@ def lower_dynamic_quantize(ctx: LowerCtx):
             Let(zp, select(binop("==", sv, f(0.0)), f(0.0),
                            minimum(maximum(call("round", binop("/", binop("-", f(0.0), lov), sv)), f(0.0)), f(255.0))),
                 "f32")]
-    q = lambda i: minimum(maximum(binop("+", call("round", binop("/", x.load(i), sv)), zv), f(0.0)), f(255.0))
+    q = lambda i: binop("+", call("round", binop("/", x.load(i), sv)), zv)
     body = ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, select(
-        binop("==", sv, f(0.0)), c(0, "u8"), cast(_nan_to_zero(q(i), "f32"), "u8")))])
+        binop("==", sv, f(0.0)), c(0, "u8"), saturate(q(i), 0, 255, "u8")))])
     if ys is not None:
         body.append(Store(ys.buf, Const(0), select(binop("==", sv, f(0.0)), f(1.0), sv)))
     if yz is not None:

@@ -4,10 +4,11 @@ exclude_outside and every coordinate_transformation_mode).
 Scales, sizes and roi are read at run time (constant operands fold in the C compiler), so the
 kernel computes what the reference's `AxisPlan` holds on the fly, in float64 with the reference's
 formulas and operation order:
-- before the loops, per resized axis: its scale (from `scales`, or `sizes` over the input size and
-  the keep_aspect_ratio_policy), the resized length the coordinate formulas use, whether the axis
-  is left as it is (every output coordinate equals its index: the reference skips such axes), and
-  for the filters the number of taps and the kernel stretch (antialias when downscaling);
+- before the loops, per axis: its scale (from `scales`, or `sizes` over the input size and the
+  keep_aspect_ratio_policy; 1 outside `axes`, where the reference resamples too), the resized
+  length the coordinate formulas use, whether the axis is left as it is (every output coordinate
+  equals its index: the reference skips such axes), and for the filters the number of taps and
+  the kernel stretch (antialias when downscaling);
 - in the loop of each output axis: the source coordinate, and for the filters the first tap and the
   sum of the tap weights (weights are normalized to sum 1);
 - innermost: nearest gathers one element; the filters sum weight * input over the taps of every
@@ -107,7 +108,7 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         if roi is not None:
             raise NotLowerable("Resize roi of the wrong length")
 
-    info = {a: _Axis(ctx, a) for a in axes}
+    info = {a: _Axis(ctx, a) for a in range(r)}
     n_in = lambda a: cast(x.shape[a], F64)
     n_out = lambda a: cast(y.shape[a], F64)
     pre = []
@@ -128,7 +129,11 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
                 pre.append(Assign(common, pick(Var(common, F64), ratio(k, a))))
             for a in axes:
                 pre.append(Let(info[a].scale, Var(common, F64), F64))
-    for k, a in enumerate(axes):
+    # the other dims have scale 1: the reference resamples them too (a no-op for most
+    # coordinate modes, a half-pixel shift for tf_half_pixel_for_nn)
+    pre += [Let(info[a].scale, _f(1.0), F64) for a in range(r) if a not in axes]
+    for a in range(r):
+        k = axes.index(a) if a in axes else None
         ax = info[a]
         sc = Var(ax.scale, F64)
         # the resized length: the output size when n_in * scale is close to it (math.isclose)
@@ -137,8 +142,8 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
                    _b("*", _f(1e-9), maximum(call("fabs", rs), call("fabs", n_out(a)))))
         pre.append(Let(ax.resized, select(close, n_out(a), rs), F64))
         if coord == "tf_crop_and_resize":
-            lo = cast(roi.load(Const(k)), F64) if roi is not None else _f(0.0)
-            hi = cast(roi.load(Const(k + n)), F64) if roi is not None else _f(1.0)
+            lo = cast(roi.load(Const(k)), F64) if roi is not None and k is not None else _f(0.0)
+            hi = cast(roi.load(Const(k + n)), F64) if roi is not None and k is not None else _f(1.0)
             pre += [Let(ax.start, lo, F64), Let(ax.end, hi, F64)]
 
     def coordinate(a, o):
@@ -168,7 +173,7 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         return select(more, inside, _b("*", _b("*", _f(0.5), _b("+", lo, hi)), span))
 
     # --- axes left as they are: same length and every coordinate equal to its index
-    for a in axes:
+    for a in range(r):
         ax = info[a]
         o = Var(ctx.fresh("o"))
         pre += [Let(ax.same, binop("==", x.shape[a], y.shape[a]), "bool"),
@@ -176,7 +181,7 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
                                             [Assign(ax.same, c(False, "bool"))])])]
     radius = {"nearest": 0, "linear": 1, "cubic": 2}[mode]
     if mode != "nearest":
-        for a in axes:
+        for a in range(r):
             ax = info[a]
             sc = Var(ax.scale, F64)
             st = binop("&&", c(bool(attrs["antialias"]), "bool"), _b("<", sc, _f(1.0)))
@@ -253,26 +258,18 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
     dt = x.dtype
     ovars = [Var(ctx.fresh("o")) for _ in range(r)]
 
-    def src_index(a, o):
-        if a in info:
-            return Var(info[a].src)
-        if x.shape[a] == y.shape[a]:
-            return o
-        return minimum(o, add(x.shape[a], Const(-1)))
-
     if mode == "nearest":
-        value = x.load(ctx.index(x, [src_index(a, ovars[a]) for a in range(r)]))
+        value = x.load(ctx.index(x, [Var(info[a].src) for a in range(r)]))
         inner = []
     else:
         acc = ctx.fresh("acc")
         accv = Var(acc, F64)
-        tvars = {a: Var(info[a].tap) for a in axes}
+        tvars = {a: Var(info[a].tap) for a in range(r)}
         idx = []
         for a in range(r):
-            idx.append(clamp_index(add(Var(info[a].first), tvars[a]), a) if a in info
-                       else src_index(a, ovars[a]))
+            idx.append(clamp_index(add(Var(info[a].first), tvars[a]), a))
         # one loop per resized axis over its taps; the weight product is built on the way in
-        axes_sorted = sorted(axes)
+        axes_sorted = list(range(r))
         wnames = {a: ctx.fresh("w") for a in axes_sorted}
         term = _b("*", Var(wnames[axes_sorted[-1]], F64), cast(x.load(ctx.index(x, idx)), F64))
         taps = [Assign(acc, _b("+", accv, term))]
@@ -288,15 +285,15 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         value = cast(accv, dt)
     if coord == "tf_crop_and_resize":
         out_any = None
-        for a in axes:
+        for a in range(r):
             o_ = Var(info[a].out, "bool")
             out_any = o_ if out_any is None else binop("||", out_any, o_)
         value = select(out_any, c(float(attrs["extrapolation_value"]), dt) if dt in FLOAT
                        else cast(c(float(attrs["extrapolation_value"]), F64), dt), value)
     body = inner + [Store(y.buf, ctx.index(y, ovars), value)]
     for a in reversed(range(r)):
-        lead = axis_prelude(a, ovars[a]) if a in info else []
-        body = [For(ovars[a].name, y.shape[a], lead + body, "parallel" if a == 0 else "serial")]
+        body = [For(ovars[a].name, y.shape[a], axis_prelude(a, ovars[a]) + body,
+                    "parallel" if a == 0 else "serial")]
     return pre + body
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 PIPELINES: dict[int, list[str]] = {
     0: [],
     1: ["simplify", "fold-constants", "dce"],
-    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse"],
-    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse"],
+    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse", "pack-weights"],
+    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse", "pack-weights"],
 }
 
 

@@ -1,0 +1,370 @@
+"""BLIS-style lowerings of MatMul, Gemm and PackedMatMul (fp32): cache blocking, packing, a
+register-blocked FMA micro-kernel, threads over blocks, the fused epilogue per finished tile.
+
+The loop nest (loop IR; the C support functions come from kiln/backend/microkernel.py):
+
+    for t in 0..G parallel:                      # G = batch x gm x gn blocks of the output
+      (m0, m1) x (n0, n1) = block t              # even split in micro-tile units
+      for kb in 0..ceil(K/KC):                   # pc = kb*KC, kc = min(KC, K - pc)
+        [B known only at run time: pack B[pc:pc+kc, n0:n1] -> per-thread scratch]
+        for ib in 0..ceil((m1-m0)/MC):           # ic = m0 + ib*MC
+          pack alpha * A[ic:ic+mc, pc:pc+kc] -> per-thread scratch (MR-row panels)
+          for jb in 0..ceil((n1-n0)/NR):         # jr: the B panel stays in L1 while ...
+            for rb in 0..ceil(mc/MR):            # ... the MR-row panels of A stream through it
+              tile(kc, A panel, B panel, Y[ir:ir+mr, jr:jr+nr], accumulate = kb > 0)
+              if kb is the last: beta * C and the fused epilogue on this mr x nr tile
+
+B that is a compile-time constant arrives pre-packed (PackedMatMul, kiln/passes/pack_weights.py);
+otherwise (activations: attention's QK^T and PV, or opt_level < 2) it is packed per block at run
+time. The partition: with packed B, blocks split M first (each thread packs only its own rows of A,
+B is shared read-only); with B packed at run time, few blocks of many rows (B is packed once per
+block). Block counts are even when above one (PAR = 2 threads on the machines kiln targets) and
+tiny products run on one thread. Ragged M/N/K go through the same kernel (zero-padded panels).
+Anything else (f64, integers, shapes this does not handle) falls back to linalg_lower's loops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..backend.microkernel import host_config
+from ..lower.context import LowerCtx, NotLowerable, TensorRef
+from ..lower.loopir import (Bin, CallC, Const, Expr, For, If, Let, Load, Ref, Select, Store, Var,
+                            add, mul, product, sub)
+from . import linalg_lower
+
+PAR = 2                  # block counts are multiples of this (threads of the target machine)
+DIRECT_M = 16            # B known at run time and at most this many rows: read B in place
+SMALL = 1 << 15          # M*N*K below this: one block (threading costs more than it gives)
+I64 = "i64"
+
+
+# --- index arithmetic with constant folding ----------------------------------------------------
+def _c(v) -> Expr:
+    return v if not isinstance(v, int) else Const(v)
+
+
+def _div(a, b) -> Expr:
+    a, b = _c(a), _c(b)
+    if isinstance(b, Const) and b.value == 1:
+        return a
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value // b.value)
+    return Bin("/", a, b, I64)
+
+
+def _mod(a, b) -> Expr:
+    a, b = _c(a), _c(b)
+    if isinstance(b, Const) and b.value == 1:
+        return Const(0)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(a.value % b.value)
+    return Bin("%", a, b, I64)
+
+
+def _cdiv(a, b: int) -> Expr:
+    return _div(add(_c(a), Const(b - 1)), b)
+
+
+def _min(a, b) -> Expr:
+    a, b = _c(a), _c(b)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(min(a.value, b.value))
+    return Bin("min", a, b, I64)
+
+
+def _max(a, b) -> Expr:
+    a, b = _c(a), _c(b)
+    if isinstance(a, Const) and isinstance(b, Const):
+        return Const(max(a.value, b.value))
+    return Bin("max", a, b, I64)
+
+
+def _round_even(g: Expr) -> Expr:
+    """g rounded up to a multiple of PAR when above 1."""
+    if isinstance(g, Const):
+        return g if g.value <= 1 else Const(-(-g.value // PAR) * PAR)
+    return Select(Bin(">", g, Const(1), "bool"), mul(_div(add(g, Const(PAR - 1)), PAR), Const(PAR)),
+                  g, I64)
+
+
+def _unflatten(flat: Expr, dims: list) -> list:
+    """Multi-index of `flat` in row-major `dims`."""
+    out = []
+    for k in range(len(dims)):
+        q = _div(flat, product(dims[k + 1:]))
+        out.append(q if k == 0 else _mod(q, dims[k]))
+    return out
+
+
+# --- the GEMM ----------------------------------------------------------------------------------
+@dataclass
+class GemmSpec:
+    """Y[b] (M x N, row-major, ldc N) = alpha * A[b] @ B[b] (+ beta * C), then the epilogue."""
+    M: Expr
+    N: Expr
+    K: Expr
+    batch: list                          # output batch dims ([] when none)
+    a: TensorRef
+    a_base: Callable[[list], Expr]       # element offset of A[b] for batch index vars
+    rsa: Expr                            # A[b][i, k] = a[a_base + i*rsa + k*csa]
+    csa: Expr
+    b: TensorRef
+    packed: bool                         # b is (ceil(N/NR), K, NR) panels (constant)
+    b_base: Callable[[list], Expr]
+    rsb: Expr                            # runtime B[b][k, j] = b[b_base + k*rsb + j*csb]
+    csb: Expr
+    y: TensorRef
+    out_idx: Callable[[list, Expr, Expr], list]   # output multi-index (epilogue) of (b, m, n)
+    alpha: float = 1.0
+    c: TensorRef | None = None           # Gemm's C, broadcast to M x N
+    beta: float = 0.0
+
+
+def _direct(spec: GemmSpec) -> bool:
+    """Few rows and a row-major B known at run time: the tiles read B in place (no packing). Not
+    when a single row panel would walk B's columns with a row stride of a multiple of 4 KiB (every
+    row in the same cache set: packing, which reads rows sequentially, is faster then)."""
+    if spec.packed or not (isinstance(spec.M, Const) and spec.M.value <= DIRECT_M):
+        return False
+    if not (isinstance(spec.csb, Const) and spec.csb.value == 1):
+        return False
+    aliased = not isinstance(spec.rsb, Const) or spec.rsb.value % 1024 == 0
+    return spec.M.value > 6 or not aliased
+
+
+def _partition(spec: GemmSpec, cfg) -> tuple[Expr, Expr]:
+    nmr, nnr = _cdiv(spec.M, cfg.mr), _cdiv(spec.N, cfg.nr)
+    if spec.packed or _direct(spec):
+        gm = _min(nmr, _round_even(_max(1, _cdiv(nmr, cfg.mc // cfg.mr))))
+        gn = _cdiv(nnr, cfg.nc // cfg.nr)
+        # one row of micro-tiles: split N instead
+        gn = Select(Bin("==", gm, Const(1), "bool"), _min(_max(nnr, 1), _round_even(_max(gn, 2))),
+                    gn, I64) if not isinstance(gm, Const) else \
+            (_min(_max(nnr, 1), _round_even(_max(gn, 2))) if gm.value == 1 else gn)
+    else:
+        gm = _min(_max(nmr, 1), PAR)
+        gn = _cdiv(nnr, cfg.nc // cfg.nr)
+        if isinstance(gm, Const) and gm.value == 1:
+            gn = _min(_max(nnr, 1), _round_even(_max(gn, 2)))
+    gm, gn = _max(gm, 1), _max(gn, 1)
+    if spec.batch:                 # the batch gives parallel work: whole matrices per block
+        nb = product(spec.batch)
+        if isinstance(nb, Const) and nb.value >= PAR:
+            gm, gn = (Const(1), Const(1)) if not spec.packed else (gm, gn)
+    work = mul(mul(spec.M, spec.N), spec.K)
+    if isinstance(work, Const):
+        if work.value < SMALL:
+            return Const(1), Const(1)
+        return gm, gn
+    small = Bin("<", work, Const(SMALL), "bool")
+    return Select(small, Const(1), gm, I64), Select(small, Const(1), gn, I64)
+
+
+def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
+    cfg = host_config()
+    MR, NR, MC, KC = cfg.mr, cfg.nr, cfg.mc, cfg.kc
+    M, N, K = spec.M, spec.N, spec.K
+
+    def var(prefix):
+        return Var(ctx.fresh(prefix))
+
+    def let(v: Var, e: Expr):
+        return Let(v.name, e, I64)
+
+    gm_e, gn_e = _partition(spec, cfg)
+    gm, gn, t = var("gm"), var("gn"), var("t")
+    nb = product(spec.batch)
+    head = [let(gm, gm_e), let(gn, gn_e)]
+    body = []
+    blocks = mul(gm, gn)
+    tb, tr, bm, bn = var("tb"), var("tr"), var("bm"), var("bn")
+    body += [let(tb, _div(t, blocks)), let(tr, _mod(t, blocks)), let(bm, _div(tr, gn)),
+             let(bn, _mod(tr, gn))]
+    bvars = []
+    for k, e in enumerate(_unflatten(tb, spec.batch)):
+        bv = var("b")
+        body.append(let(bv, e))
+        bvars.append(bv)
+    nmr, nnr = _cdiv(M, MR), _cdiv(N, NR)
+    m0, m1, n0, n1 = var("m0"), var("m1"), var("n0"), var("n1")
+    body += [let(m0, mul(_div(mul(bm, nmr), gm), Const(MR))),
+             let(m1, _min(mul(_div(mul(add(bm, Const(1)), nmr), gm), Const(MR)), M)),
+             let(n0, mul(_div(mul(bn, nnr), gn), Const(NR))),
+             let(n1, _min(mul(_div(mul(add(bn, Const(1)), nnr), gn), Const(NR)), N))]
+    abase, ybase = var("abase"), var("ybase")
+    body += [let(abase, spec.a_base(bvars)), let(ybase, mul(tb, mul(M, N)))]
+    direct = _direct(spec)
+    if not spec.packed:
+        bbase = var("bbase")
+        body.append(let(bbase, spec.b_base(bvars)))
+    nkb = _max(_cdiv(K, KC), 1)          # K = 0 still stores zeros (one empty block)
+    kb, pc, kc = var("kb"), var("pc"), var("kc")
+    ib, ic, mc = var("ib"), var("ic"), var("mc")
+    jb, jr, nr = var("jb"), var("jr"), var("nr")
+    rb, ir, mr = var("rb"), var("ir"), var("mr")
+    # the tile
+    y_at = add(ybase, add(mul(ir, N), jr))
+    if spec.packed:
+        panel = mul(add(mul(add(_div(n0, NR), jb), K), pc), Const(NR))
+        call = CallC(cfg.fn("tile"), (kc, mul(mul(rb, Const(MR)), kc), Ref(spec.b.buf, panel, "f32"),
+                                      Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
+                                      Bin(">", kb, Const(0), "bool")))
+    elif direct:
+        call = CallC(cfg.fn("tile_d"), (kc, mul(mul(rb, Const(MR)), kc),
+                                        Ref(spec.b.buf, add(bbase, add(mul(pc, spec.rsb), jr)), "f32"),
+                                        spec.rsb, Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
+                                        Bin(">", kb, Const(0), "bool")))
+    else:
+        call = CallC(cfg.fn("tile_s"), (kc, mul(mul(rb, Const(MR)), kc), mul(mul(jb, Const(NR)), kc),
+                                        Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
+                                        Bin(">", kb, Const(0), "bool")))
+    tile = [let(ir, add(ic, mul(rb, Const(MR)))), let(mr, _min(Const(MR), sub(mc, mul(rb, Const(MR))))),
+            call]
+    fin = _finish(ctx, spec, bvars, ybase, ir, jr, mr, nr)
+    if fin:
+        tile.append(If(Bin("==", kb, sub(nkb, Const(1)), "bool"), fin))
+    jloop = [let(jr, add(n0, mul(jb, Const(NR)))), let(nr, _min(Const(NR), sub(n1, jr))),
+             For(rb.name, _cdiv(mc, MR), tile)]
+    iloop = [let(ic, add(m0, mul(ib, Const(MC)))), let(mc, _min(Const(MC), sub(m1, ic))),
+             CallC(cfg.fn("pack_a"), (Ref(spec.a.buf, add(abase, add(mul(ic, spec.rsa), mul(pc, spec.csa))), "f32"),
+                                      spec.rsa, spec.csa, mc, kc, Const(float(spec.alpha), "f32"))),
+             For(jb.name, _cdiv(sub(n1, n0), NR), jloop)]
+    kloop = [let(pc, mul(kb, Const(KC))), let(kc, _min(Const(KC), sub(K, pc)))]
+    if not spec.packed and not direct:
+        kloop.append(CallC(cfg.fn("pack_b"), (
+            Ref(spec.b.buf, add(bbase, add(mul(pc, spec.rsb), mul(n0, spec.csb))), "f32"),
+            spec.rsb, spec.csb, kc, sub(n1, n0))))
+    kloop.append(For(ib.name, _cdiv(sub(m1, m0), MC), iloop))
+    body.append(For(kb.name, nkb, kloop))
+    ctx.epilogue_done = True
+    return head + [For(t.name, mul(nb, mul(gm, gn)), body, "parallel")]
+
+
+def _finish(ctx: LowerCtx, spec: GemmSpec, bvars, ybase, ir, jr, mr, nr) -> list:
+    """What runs on a finished mr x nr tile: + beta * C, then the fused epilogue."""
+    if spec.c is None and ctx.epilogue is None:
+        return []
+    i, j = Var(ctx.fresh("i")), Var(ctx.fresh("j"))
+    m, n = add(ir, i), add(jr, j)
+    flat = add(ybase, add(mul(m, spec.N), n))
+    stmts = []
+    if spec.c is not None:
+        cref = spec.c
+        cidx = ctx.broadcast_index(cref, [spec.M, spec.N], [m, n])
+        val = Bin("+", Load(spec.y.buf, flat, "f32"),
+                  Bin("*", Const(float(spec.beta), "f32"), cref.load(cidx), "f32"), "f32")
+        stmts.append(Store(spec.y.buf, flat, val))
+    if ctx.epilogue is not None:
+        stmts += ctx.epilogue(flat, spec.out_idx(bvars, m, n))
+    return [For(i.name, mr, [For(j.name, nr, stmts, "vector")])]
+
+
+# --- the ops -------------------------------------------------------------------------------
+def _f32(*refs) -> bool:
+    return all(r is None or r.dtype == "f32" for r in refs)
+
+
+def _batch_offset(t: TensorRef, batch: list, bvars: list) -> Expr:
+    """Element offset of t's matrix (its last two dims) for output batch index bvars, with numpy
+    broadcasting of t's batch dims."""
+    tb = list(t.shape[:-2])
+    stride = mul(t.shape[-2], t.shape[-1])
+    lead = len(batch) - len(tb)
+    off: Expr = Const(0)
+    for k in reversed(range(len(tb))):
+        d, i = tb[k], bvars[k + lead]
+        if isinstance(d, Const) and d.value == 1:
+            pass
+        elif d == batch[k + lead] or isinstance(d, Const):
+            off = add(off, mul(i, stride))
+        else:                   # both runtime dims: broadcast decided at run time
+            off = add(off, mul(Select(Bin("==", d, Const(1), "bool"), Const(0), i, I64), stride))
+        stride = mul(stride, d)
+    return off
+
+
+def _matmul_spec(ctx: LowerCtx, a0: TensorRef, b0: TensorRef, y0: TensorRef, packed: bool,
+                 K=None, N=None) -> GemmSpec:
+    """numpy-matmul semantics; b0 is the runtime B (…, K, N)/(K,) or, packed, the panels."""
+    if packed or b0.rank <= 2:
+        # B is one matrix: A's leading dims fold into M (A and Y are contiguous row-major)
+        if packed:
+            b_rank = 2
+        else:
+            b_rank = b0.rank
+            K = b0.shape[0]
+            N = b0.shape[1] if b0.rank == 2 else Const(1)
+        rows = list(a0.shape[:-1])
+        M = product(rows)
+
+        def out_idx(bvars, m, n):
+            return _unflatten(m, rows) + ([n] if b_rank == 2 else [])
+        return GemmSpec(M, N, K, [], a0, lambda bv: Const(0), K, Const(1), b0, packed,
+                        lambda bv: Const(0), N if b_rank == 2 else Const(1), Const(1), y0, out_idx)
+    a = a0 if a0.rank > 1 else TensorRef(a0.buf, a0.dtype, [Const(1), a0.shape[0]])
+    M, K, N = a.shape[-2], a.shape[-1], b0.shape[-1]
+    batch = list(y0.shape[:y0.rank - (1 if a0.rank == 1 else 2)])
+
+    def out_idx(bvars, m, n):
+        return list(bvars) + ([m] if a0.rank > 1 else []) + [n]
+    return GemmSpec(M, N, K, batch, a, lambda bv: _batch_offset(a, batch, bv), K, Const(1), b0,
+                    False, lambda bv: _batch_offset(b0, batch, bv), N, Const(1), y0, out_idx)
+
+
+def lower_matmul(ctx: LowerCtx):
+    a0, b0, y0 = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    if not _f32(a0, b0, y0) or a0.rank == 0 or b0.rank == 0:
+        return linalg_lower.lower_matmul(ctx)
+    return emit_gemm(ctx, _matmul_spec(ctx, a0, b0, y0, False))
+
+
+def _gemm_spec(ctx: LowerCtx, b: TensorRef, packed: bool, K, N, trans_a, trans_b,
+               alpha, beta) -> GemmSpec:
+    a, y = ctx.inputs[0], ctx.outputs[0]
+    cc = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    if beta == 0:
+        cc = None
+    M = y.shape[0]
+    rsa, csa = (Const(1), M) if trans_a else (K, Const(1))
+    rsb, csb = (Const(1), K) if trans_b else (N, Const(1))
+    return GemmSpec(M, N, K, [], a, lambda bv: Const(0), rsa, csa, b, packed, lambda bv: Const(0),
+                    rsb, csb, y, lambda bv, m, n: [m, n], alpha, cc, beta)
+
+
+def lower_gemm(ctx: LowerCtx):
+    a, b, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    cc = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    if not _f32(a, b, y, cc) or a.rank != 2 or b.rank != 2 or (cc is not None and cc.rank > 2):
+        return linalg_lower.lower_gemm(ctx)
+    at = ctx.attrs
+    K = a.shape[0] if at["transA"] else a.shape[1]
+    N = y.shape[1]
+    return emit_gemm(ctx, _gemm_spec(ctx, b, False, K, N, at["transA"], at["transB"],
+                                     at["alpha"], at["beta"]))
+
+
+def lower_packed(ctx: LowerCtx):
+    a, bp, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    cc = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    at = ctx.attrs
+    cfg = host_config()
+    shape = bp.static_shape()
+    if shape is None or len(shape) != 3 or shape[2] != cfg.nr or shape[1] != at["k"]:
+        raise NotLowerable("weights packed for another micro-kernel")
+    if not _f32(a, y, cc) or (cc is not None and cc.rank > 2):
+        raise NotLowerable("PackedMatMul on non-f32 operands")
+    K, N = Const(at["k"]), Const(at["n"])
+    if at["gemm"]:
+        return emit_gemm(ctx, _gemm_spec(ctx, bp, True, K, N, at["trans_a"], False,
+                                         at["alpha"], at["beta"]))
+    return emit_gemm(ctx, _matmul_spec(ctx, a, bp, y, True, K, N))
+
+
+LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "PackedMatMul": lower_packed}
+
+
+def attach(ops) -> None:
+    for d in ops:
+        if d.name in LOWER:
+            d.lower = LOWER[d.name]

@@ -1,0 +1,99 @@
+"""pack-weights: pack the constant B of fp32 MatMul/Gemm once, at compile time, into the column
+panels the GEMM micro-kernel reads (kiln/ops/gemm.py: PackedMatMul). Mutates the graph.
+
+Runs after `fuse`: a Fused epilogue group whose anchor is such a MatMul/Gemm gets the packed
+constant as its input and a PackedMatMul anchor. Left alone: feedable constants (callers may feed
+them), B of rank other than 2, non-f32 operands, and nodes inside control-flow subgraphs. A weight
+used by several nodes is packed once (per orientation); the unpacked constant goes when nothing
+else reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend.microkernel import host_config
+from ..ir.graph import Graph, Node, Value
+from ..ir.types import TensorType
+from ..ops.gemm import pack_b
+from .manager import graph_pass
+from .rewrite import users
+
+OPS = ("MatMul", "Gemm")
+
+
+def _f32(v: Value | None) -> bool:
+    t = v.type if v is not None else None
+    return isinstance(t, TensorType) and t.dtype is not None and t.dtype.name == "f32"
+
+
+def _packable(node: Node, b: Value | None) -> bool:
+    """node (MatMul/Gemm) may read its B = `b` (a top-level value) packed."""
+    if b is None or not b.is_const or b.feedable or not isinstance(b.data, np.ndarray):
+        return False
+    if b.data.dtype != np.float32 or b.data.ndim != 2 or 0 in b.data.shape:
+        return False
+    a = node.inputs[0]
+    if not (_f32(a) and _f32(node.outputs[0])) or a.type.shape is None:
+        return False
+    if node.op == "Gemm":
+        return len(a.type.shape) == 2
+    return len(a.type.shape) >= 1
+
+
+def _rewrite(node: Node, packed: Value, k: int, n: int):
+    """Turn MatMul/Gemm `node` into PackedMatMul reading `packed` (in place)."""
+    if node.op == "Gemm":
+        at = node.attrs
+        c = node.inputs[2] if len(node.inputs) > 2 else None
+        node.attrs = {"k": k, "n": n, "gemm": 1, "trans_a": int(at.get("transA", 0)),
+                      "alpha": at.get("alpha", 1.0), "beta": at.get("beta", 1.0)}
+        node.inputs = [node.inputs[0], packed] + ([c] if c is not None else [])
+    else:
+        node.attrs = {"k": k, "n": n}
+        node.inputs = [node.inputs[0], packed]
+    node.op = "PackedMatMul"
+
+
+@graph_pass("pack-weights")
+def pack_weights(graph: Graph) -> Graph:
+    """Pack constant fp32 MatMul/Gemm weights into GEMM panels (PackedMatMul); mutates the graph."""
+    nr = host_config().nr
+    packed: dict = {}             # (id(constant), transposed) -> packed constant
+    replaced: set = set()
+
+    def get(b: Value, trans: bool) -> tuple[Value, int, int]:
+        key = (id(b), trans)
+        data = b.data.T if trans else b.data
+        k, n = data.shape
+        if key not in packed:
+            packed[key] = graph.add_const(graph.fresh_name(f"{b.name}.packed"), pack_b(data, nr))
+        replaced.add(b)
+        return packed[key], k, n
+
+    for node in graph.nodes:
+        if node.op in OPS:
+            b = node.inputs[1]
+            if _packable(node, b):
+                trans = node.op == "Gemm" and bool(node.attrs.get("transB", 0))
+                _rewrite(node, *get(b, trans))
+        elif node.op == "Fused" and node.attrs.get("kind") == "epilogue":
+            body = node.attrs["body"]
+            anchor = body.nodes[0]
+            if anchor.op not in OPS or anchor.inputs[1] not in body.inputs:
+                continue
+            pos = body.inputs.index(anchor.inputs[1])
+            b = node.inputs[pos]
+            reads = sum(v is anchor.inputs[1] for n_ in body.nodes for v in n_.inputs)
+            if reads != 1 or body.outputs[0] is anchor.inputs[1] or not _packable(anchor, b):
+                continue
+            trans = anchor.op == "Gemm" and bool(anchor.attrs.get("transB", 0))
+            pv, k, n = get(b, trans)
+            inner = Value(graph.fresh_name(f"{pv.name}.in"), pv.type)
+            body.inputs[pos] = inner
+            node.inputs[pos] = pv
+            anchor.inputs[1] = inner
+            _rewrite(anchor, inner, k, n)
+    if replaced:
+        live = set(users(graph)) | set(graph.outputs)
+        graph.constants = [c for c in graph.constants if c not in replaced or c in live]
+    return graph

@@ -1,0 +1,187 @@
+"""The BLIS-style GEMM (kiln/ops/gemm_lower.py, kiln/backend/microkernel.py, pack-weights): compiled
+MatMul/Gemm against numpy over ragged shapes, transposes, alpha/beta, broadcast C, batched MatMul
+with broadcasting, 1-D operands, fused epilogues, constant (packed) and run-time B.
+
+Many products go into one model per test, so each test compiles once."""
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+from kiln.backend.microkernel import host_config
+from kiln.ops.gemm import pack_b, unpack_b
+
+pytestmark = pytest.mark.filterwarnings("ignore::kiln.compiler.HostOpWarning")
+
+RNG = np.random.default_rng(0)
+# (M, K, N): ragged in every dim, several k-blocks (KC), several row blocks (MC), one-vector tiles
+SHAPES = [(1, 1, 1), (1, 7, 13), (7, 13, 65), (13, 1, 5), (6, 16, 16), (65, 300, 17), (2, 784, 100),
+          (151, 513, 33), (128, 64, 160), (5, 600, 3100)]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def f32(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def model(nodes, inputs, outputs, inits=()):
+    g = helper.make_graph(nodes, "gemm", inputs, outputs, initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def check(y, ref, k):
+    ref = np.asarray(ref, np.float64)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=2e-5 * max(1.0, k) ** 0.5 * 4)
+
+
+def run_all(nodes, feeds: dict, consts: dict, refs: list, ks: list, opt_levels=(2,)):
+    """One model holding every product; compares each output with its float64 reference."""
+    inputs = [f32(n, list(v.shape)) for n, v in feeds.items()]
+    outputs = [f32(f"y{i}", None) for i in range(len(refs))]
+    inits = [numpy_helper.from_array(v, n) for n, v in consts.items()]
+    mods = []
+    for opt in opt_levels:
+        mod = kiln.compile(model(nodes, inputs, outputs, inits), target="cpu", opt_level=opt)
+        assert mod.host_ops == []
+        outs = mod.run(feeds)
+        for y, ref, k in zip(outs, refs, ks):
+            check(y, ref, k)
+        mods.append(mod)
+    return mods[0]
+
+
+def test_pack_layout_roundtrip():
+    nr = host_config().nr
+    b = rand(37, 29)
+    bp = pack_b(b, nr)
+    assert bp.shape == (-(-29 // nr), 37, nr)
+    np.testing.assert_array_equal(unpack_b(bp, 29), b)
+    assert np.all(bp[-1, :, 29 % nr:] == 0)
+
+
+def test_matmul_ragged_runtime_and_constant_b():
+    nodes, feeds, consts, refs, ks = [], {}, {}, [], []
+    for i, (m, k, n) in enumerate(SHAPES):
+        a, b = rand(m, k), rand(k, n)
+        feeds[f"a{i}"], feeds[f"b{i}"] = a, b
+        consts[f"w{i}"] = b.copy()
+        nodes.append(helper.make_node("MatMul", [f"a{i}", f"b{i}"], [f"y{2 * i}"]))
+        nodes.append(helper.make_node("MatMul", [f"a{i}", f"w{i}"], [f"y{2 * i + 1}"]))
+        ref = a.astype(np.float64) @ b
+        refs += [ref, ref]
+        ks += [k, k]
+    mod = run_all(nodes, feeds, consts, refs, ks, opt_levels=(2, 0))
+    # opt_level 2 packed every constant B
+    assert all(n.op != "MatMul" for n in mod.graph.nodes if n.inputs[1].is_const)
+
+
+def test_gemm_transposes_alpha_beta_and_broadcast_c():
+    nodes, feeds, consts, refs, ks = [], {}, {}, [], []
+    cases = [(7, 13, 65), (65, 300, 17), (1, 784, 40), (33, 31, 16)]
+    c_shapes = [None, "n", "1n", "m1", "mn", "scalar"]
+    i = 0
+    for (m, k, n) in cases:
+        for ta in (0, 1):
+            for tb in (0, 1):
+                for cs in c_shapes:
+                    for const_b in (False, True):
+                        alpha, beta = (0.5, -1.5) if i % 3 else (1.0, 1.0)
+                        a = rand(k, m) if ta else rand(m, k)
+                        b = rand(n, k) if tb else rand(k, n)
+                        names = [f"a{i}", f"b{i}"]
+                        feeds[f"a{i}"] = a
+                        (consts if const_b else feeds)[f"b{i}"] = b
+                        c = {None: None, "n": rand(n), "1n": rand(1, n), "m1": rand(m, 1),
+                             "mn": rand(m, n), "scalar": rand()}[cs]
+                        if c is not None:
+                            feeds[f"c{i}"] = np.asarray(c, np.float32)
+                            names.append(f"c{i}")
+                        nodes.append(helper.make_node("Gemm", names, [f"y{i}"], alpha=alpha,
+                                                      beta=beta, transA=ta, transB=tb))
+                        aa = a.T if ta else a
+                        bb = b.T if tb else b
+                        ref = alpha * (aa.astype(np.float64) @ bb)
+                        if c is not None:
+                            ref = ref + beta * np.asarray(c, np.float64)
+                        refs.append(ref)
+                        ks.append(k)
+                        i += 1
+    run_all(nodes, feeds, consts, refs, ks)
+
+
+def test_batched_matmul_broadcasting_and_1d_operands():
+    cases = [((2, 3, 7, 13), (3, 13, 17)), ((7, 13), (2, 13, 17)), ((2, 1, 5, 9), (1, 3, 9, 20)),
+             ((13,), (2, 13, 17)), ((2, 7, 13), (13,)), ((13,), (13, 17)), ((13,), (13,)),
+             ((4, 65, 64), (4, 64, 65)), ((12, 128, 64), (12, 64, 128)), ((3, 1, 300), (300, 19))]
+    nodes, feeds, consts, refs, ks = [], {}, {}, [], []
+    for i, (sa, sb) in enumerate(cases):
+        a, b = rand(*sa), rand(*sb)
+        feeds[f"a{i}"] = a
+        feeds[f"b{i}"] = b
+        consts[f"w{i}"] = b.copy()
+        nodes.append(helper.make_node("MatMul", [f"a{i}", f"b{i}"], [f"y{2 * i}"]))
+        nodes.append(helper.make_node("MatMul", [f"a{i}", f"w{i}"], [f"y{2 * i + 1}"]))
+        ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+        refs += [ref, ref]
+        ks += [sa[-1], sa[-1]]
+    run_all(nodes, feeds, consts, refs, ks, opt_levels=(2, 0))
+
+
+def gelu(x):
+    from math import erf
+    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+def test_fused_epilogues_bias_gelu_residual_dynamic_rows():
+    """MatMul + bias + GELU (erf) and Gemm + bias + residual + Relu as single kernels, one compile
+    for every batch size (a symbolic M)."""
+    k, n = 96, 72
+    w1, b1 = rand(k, n), rand(n)
+    w2, b2 = rand(n, k), rand(k)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["t1"]), helper.make_node("Add", ["t1", "b1"], ["t2"]),
+             helper.make_node("Div", ["t2", "sqrt2"], ["t3"]), helper.make_node("Erf", ["t3"], ["t4"]),
+             helper.make_node("Add", ["t4", "one"], ["t5"]), helper.make_node("Mul", ["t2", "t5"], ["t6"]),
+             helper.make_node("Mul", ["t6", "half"], ["h"]),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["g"], transB=1),
+             helper.make_node("Add", ["g", "x"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
+    consts = {"w1": w1, "b1": b1, "w2": w2.T.copy(), "b2": b2, "sqrt2": np.float32(np.sqrt(2)),
+              "one": np.float32(1), "half": np.float32(0.5)}
+    inits = [numpy_helper.from_array(np.asarray(v), name) for name, v in consts.items()]
+    m = model(nodes, [f32("x", ["M", k])], [f32("h", ["M", n]), f32("y", ["M", k])], inits)
+    mod = kiln.compile(m, target="cpu")
+    assert mod.host_ops == []
+    kinds = [nd.op for nd in mod.graph.nodes]
+    assert kinds.count("Fused") == 2, kinds
+    for rows in (1, 5, 13, 128):
+        x = rand(rows, k)
+        h, y = mod.run({"x": x})
+        h_ref = gelu(x.astype(np.float64) @ w1 + b1)
+        check(h, h_ref, k)
+        check(y, np.maximum(h_ref @ w2 + b2 + x, 0), n)
+
+
+def test_packed_matmul_round_trips_through_the_ir_text_and_artifact(tmp_path):
+    w = rand(50, 40)
+    m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [f32("x", ["N", 50])], [f32("y", None)],
+              [numpy_helper.from_array(w, "w")])
+    mod = kiln.compile(m, target="cpu")
+    assert [nd.op for nd in mod.graph.nodes] == ["PackedMatMul"]
+    text = str(mod.graph)
+    assert str(kiln.parse_ir(text, mod.graph.weights())) == text
+    path = str(tmp_path / "m.kiln")
+    mod.save(path)
+    x = rand(3, 50)
+    np.testing.assert_allclose(kiln.load(path).run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+    interp = kiln.compile(m, target="interpret", opt_level=2)
+    np.testing.assert_allclose(interp.run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
