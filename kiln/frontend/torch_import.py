@@ -23,6 +23,7 @@ import math
 import operator
 import os
 import re
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -1620,6 +1621,29 @@ handles("aten.amin.default", "aten.min.default")(_reduce("ReduceMin"))
 handles("aten.prod.dim_int", "aten.prod.default")(_reduce("ReduceProd"))
 
 
+@handles("aten.linalg_vector_norm.default")
+def _vector_norm(imp, a):
+    dt = imp.out_dtype()
+    X = imp.tensor(a["self"], dt)
+    r = imp.rank(X)
+    axes = _axes(a.get("dim"), r)
+    keep = int(bool(a.get("keepdim", False)))
+    p = float(a.get("ord", 2))
+    ins = lambda v: [v] if axes is None else [v, imp.i64(axes)]
+    if p == 2:
+        return imp.emit("ReduceL2", ins(X), {"keepdims": keep})
+    if p == 1:
+        return imp.emit("ReduceL1", ins(X), {"keepdims": keep})
+    ax = imp.emit("Abs", [X])
+    if math.isinf(p):
+        return imp.emit("ReduceMax" if p > 0 else "ReduceMin", ins(ax), {"keepdims": keep})
+    if p == 0:
+        nz = imp.cast(imp.emit("Not", [imp.emit("Equal", [X, imp.tensor(0.0, dt)])]), dt)
+        return imp.emit("ReduceSum", ins(nz), {"keepdims": keep})
+    s = imp.emit("ReduceSum", ins(imp.emit("Pow", [ax, imp.tensor(p, dt)])), {"keepdims": keep})
+    return imp.emit("Pow", [s, imp.tensor(1.0 / p, dt)])
+
+
 @handles("aten.any.dim", "aten.any.dims", "aten.any.default", "aten.all.dim", "aten.all.dims",
          "aten.all.default")
 def _any_all(imp, a):
@@ -1814,7 +1838,9 @@ def import_torch(exported_program, *, decompose: bool = True, output_names=None,
     if not isinstance(ep, torch.export.ExportedProgram):
         raise KilnError(f"import_torch takes a torch.export.ExportedProgram, got {type(ep).__name__}")
     if decompose:
-        ep = ep.run_decompositions()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            ep = ep.run_decompositions()
     gm = ep.graph_module
     sig = ep.graph_signature
     from torch.export.graph_signature import InputKind, OutputKind
@@ -1869,7 +1895,8 @@ def export_module(module, example_inputs, dynamic_shapes=None, strict: bool = Fa
     args = tuple(torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
                  for x in example_inputs)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
             return torch.export.export(module, args, dynamic_shapes=dynamic_shapes, strict=strict)
     except KilnError:
         raise

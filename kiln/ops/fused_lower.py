@@ -71,7 +71,11 @@ def lower_fused(ctx: LowerCtx):
 
 def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
     from . import REGISTRY
-    anchor, chain = body.nodes[0], body.nodes[1:]
+    anchors = [n for n in body.nodes if REGISTRY.get(n.op).scalar is None]
+    if len(anchors) != 1:
+        raise NotLowerable("an epilogue group needs exactly one anchor")
+    anchor = anchors[0]
+    chain = [n for n in body.nodes if n is not anchor]     # graph order: inputs before users
     d = REGISTRY.get(anchor.op)
     if d.lower is None and d.scalar is None:
         raise NotLowerable(f"{anchor.op} has no lowering")

@@ -133,25 +133,29 @@ def _direct(spec: GemmSpec) -> bool:
     return spec.M.value > 6 or not aliased
 
 
+def _if_one(g: Expr, a: Expr, b: Expr) -> Expr:
+    """a when g == 1, else b (folded when g is known)."""
+    if isinstance(g, Const):
+        return a if g.value == 1 else b
+    return Select(Bin("==", g, Const(1), "bool"), a, b, I64)
+
+
 def _partition(spec: GemmSpec, cfg) -> tuple[Expr, Expr]:
+    """gm x gn blocks per matrix. Columns: blocks of at most NC. Rows: with B packed ahead (or read
+    in place) blocks of about MC rows, an even count (each thread packs only its rows of A); with B
+    packed per block, at most PAR blocks of many rows. One row block (M <= MC): split the columns
+    between the threads instead. Tiny products and batches of matrices: no split."""
     nmr, nnr = _cdiv(spec.M, cfg.mr), _cdiv(spec.N, cfg.nr)
+    gn = _cdiv(nnr, cfg.nc // cfg.nr)
     if spec.packed or _direct(spec):
         gm = _min(nmr, _round_even(_max(1, _cdiv(nmr, cfg.mc // cfg.mr))))
-        gn = _cdiv(nnr, cfg.nc // cfg.nr)
-        # one row of micro-tiles: split N instead
-        gn = Select(Bin("==", gm, Const(1), "bool"), _min(_max(nnr, 1), _round_even(_max(gn, 2))),
-                    gn, I64) if not isinstance(gm, Const) else \
-            (_min(_max(nnr, 1), _round_even(_max(gn, 2))) if gm.value == 1 else gn)
     else:
         gm = _min(_max(nmr, 1), PAR)
-        gn = _cdiv(nnr, cfg.nc // cfg.nr)
-        if isinstance(gm, Const) and gm.value == 1:
-            gn = _min(_max(nnr, 1), _round_even(_max(gn, 2)))
+    gn = _if_one(gm, _min(_max(nnr, 1), _round_even(_max(gn, PAR))), gn)
     gm, gn = _max(gm, 1), _max(gn, 1)
-    if spec.batch:                 # the batch gives parallel work: whole matrices per block
-        nb = product(spec.batch)
-        if isinstance(nb, Const) and nb.value >= PAR:
-            gm, gn = (Const(1), Const(1)) if not spec.packed else (gm, gn)
+    nb = product(spec.batch)
+    if isinstance(nb, Const) and nb.value >= 4 * PAR:     # enough matrices: one block each
+        gm, gn = Const(1), Const(1)
     work = mul(mul(spec.M, spec.N), spec.K)
     if isinstance(work, Const):
         if work.value < SMALL:

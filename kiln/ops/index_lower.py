@@ -251,8 +251,11 @@ def lower_col2im(ctx: LowerCtx):
             if strides[i] != 1:
                 ok = binop("&&", ok, binop("==", Bin("%", rel, Const(strides[i]), "i64"), Const(0)))
             cols.append(col)
-        row = add(mul(ch, product(blk)), _flat_of(kv, blk))
-        at = add(mul(add(mul(b, x.shape[1]), row), x.shape[2]), _flat_of(cols, cnt))
+        row, col = add(mul(ch, product(blk)), _flat_of(kv, blk)), _flat_of(cols, cnt)
+        # block/image shapes are data: an entry past the input (a shape that disagrees with the
+        # planned one) is skipped rather than read
+        ok = binop("&&", ok, binop("&&", binop("<", row, x.shape[1]), binop("<", col, x.shape[2])))
+        at = add(mul(add(mul(b, x.shape[1]), row), x.shape[2]), col)
         inner = [If(ok, [Assign(acc, binop("+", accv, x.load(at)))])]
         for i in reversed(range(n)):
             inner = [For(kv[i].name, blk[i], inner)]

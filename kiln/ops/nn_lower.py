@@ -382,7 +382,9 @@ def lower_deform_conv(ctx):
             wi = binop("-", f(1.0), call("fabs", binop("-", p, ii)))
             weight = wi if weight is None else binop("*", weight, wi)
             inside = binop("&&", inside, binop("&&", binop(">=", ii, f(0.0)), binop("<", ii, cast(S[i], dt))))
-            idx.append(select(binop(">=", ii, f(0.0)), minimum(cast(ii, "i64"), sub(S[i], Const(1))), Const(0)))
+            # clamped as floats before the cast (a huge or NaN position must not index outside)
+            idx.append(select(binop(">=", ii, f(0.0)), select(binop(">", ii, cast(sub(S[i], Const(1)), dt)),
+                                                              sub(S[i], Const(1)), cast(ii, "i64")), Const(0)))
         term = select(inside, binop("*", x.load(_flat([n, chan] + idx, [N, C] + list(S))), weight), f(0.0))
         sample = term if sample is None else binop("+", sample, term)
     if mask is not None:

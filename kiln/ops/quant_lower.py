@@ -58,10 +58,11 @@ def lower_quantize(ctx: LowerCtx):
 
 
 def saturate(q, lo, hi, out: str):
-    """Float q clamped into [lo, hi] and cast to the integer type out; NaN gives lo (a cast of
-    NaN or of an out-of-range float would be undefined in C)."""
+    """Float q clamped into [lo, hi] and cast to the integer type out through int64, as the
+    reference does; NaN gives lo (a cast of NaN or of an out-of-range float is undefined in C)."""
     dt = q.dtype
-    return cast(select(binop(">", q, c(lo, dt)), select(binop("<", q, c(hi, dt)), q, c(hi, dt)), c(lo, dt)), out)
+    clamped = select(binop(">", q, c(lo, dt)), select(binop("<", q, c(hi, dt)), q, c(hi, dt)), c(lo, dt))
+    return cast(cast(clamped, "i64"), out)
 
 
 def lower_dequantize(ctx: LowerCtx):

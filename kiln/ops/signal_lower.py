@@ -125,7 +125,7 @@ def lower_stft(ctx: LowerCtx):
     re, im, th = ctx.fresh("re"), ctx.fresh("im"), ctx.fresh("theta")
     rev, imv, thv = Var(re, F64), Var(im, F64), Var(th, F64)
     t = add(mul(f, step), j)
-    inside = binop("<", t, Ls)
+    inside = binop("&&", binop(">=", t, Const(0)), binop("<", t, Ls))
     at = lambda comp: add(mul(add(mul(b, Ls), select(inside, t, Const(0))), c_in), Const(comp))
     w = cast(window.load(minimum(j, sub(window.shape[0], Const(1)))), F64) if window is not None else c(1.0, F64)
     zr = select(inside, binop("*", cast(sig.load(at(0)), F64), w), c(0.0, F64))
