@@ -97,6 +97,12 @@ def lower_conv(ctx):
                          "serial", row_lo)]
     chan = add(g_in, ic)
     body.append(For(ic.name, cin, [Let(cbase, mul(add(mul(n, C), chan), mul(H, W)), "i64")] + taps))
+    if ctx.epilogue is not None and ctx.outputs[0].rank == 4:
+        # fused elementwise chain (bias, residual, activation) on the finished, cache-hot plane
+        p = Var(ctx.fresh("p"))
+        idx = [n, m, Bin("/", p, OW, "i64"), Bin("%", p, OW, "i64")]
+        body.append(For(p.name, plane, ctx.epilogue(add(ybase_v, p), idx), "vector"))
+        ctx.epilogue_done = True
     # one parallel loop over (image, output channel) pairs
     nm = Var(ctx.fresh("nm"))
     split = [Let(n.name, Bin("/", nm, M, "i64"), "i64"), Let(m.name, Bin("%", nm, M, "i64"), "i64")]
