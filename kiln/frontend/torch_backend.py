@@ -53,7 +53,15 @@ def kiln_backend(gm, example_inputs, options: dict | None = None, **_ignored):
     try:
         return _compile_dynamo_graph(gm, example_inputs, opts)
     except Exception as e:
+        if _is_dynamo_control(e):
+            raise
         return _fallback(gm.forward, e)
+
+
+def _is_dynamo_control(e) -> bool:
+    """Dynamo's own restart/skip signals pass through a backend untouched."""
+    from torch._dynamo import exc
+    return isinstance(e, (exc.RestartAnalysis, exc.SkipFrame))
 
 
 def _fallback(fn, err):
@@ -115,6 +123,8 @@ def _compile_dynamo_graph(gm, example_inputs, opts):
             with unset_fake_temporarily():      # aot_autograd calls us inside its fake mode
                 run = _compile_aten(fw_gm, full, weight, names, opts)
         except Exception as e:
+            if _is_dynamo_control(e):
+                raise
             return _fallback(make_boxed_func(fw_gm.forward), e)
         return make_boxed_func(run)
 

@@ -473,8 +473,9 @@ class FXImporter:
             h = HANDLERS.get(str(n.target.overloadpacket) + ".*")
         if h is None:
             loc = source_line(n)
+            kind = "ATen op" if name.startswith("aten.") else "op"
             raise UnsupportedError(
-                f"{self.source}: ATen op {name} is not supported by kiln (node {n.name!r}"
+                f"{self.source}: {kind} {name} is not supported by kiln (node {n.name!r}"
                 + (f", from {loc}" if loc else "") + ")")
         a = bind_args(n)
         try:
@@ -1149,19 +1150,19 @@ def _split(imp, a):
     shape = imp.in_shape_exprs(x)
     dim = _norm_dims(a["dim"], len(shape))[0]
     outs = imp.out_val()
-    sizes = []
-    for o in outs:
-        s = _expr_of(o.shape[dim])
-        if not isinstance(s, int):
-            raise UnsupportedError(f"{imp.where()}: split of a symbolic dim is not supported")
-        sizes.append(s)
+    sizes = [_expr_of(o.shape[dim]) for o in outs]
+    if all(isinstance(e, int) for e in sizes):
+        split = imp.i64(sizes)
+    else:                                  # sizes of a symbolic dim, computed at run time
+        split = imp.emit("Concat", [imp.sym_expr(e) if not isinstance(e, int) else imp.i64([e])
+                                    for e in sizes], {"axis": 0})
     if "unbind" in op_name(imp.cur.target):
-        parts = imp.emit("Split", [X, imp.i64(sizes)], {"axis": dim}, n_out=len(sizes))
+        parts = imp.emit("Split", [X, split], {"axis": dim}, n_out=len(sizes))
         parts = parts if isinstance(parts, list) else [parts]
         return Multi(imp.emit("Squeeze", [p, imp.i64([dim])]) for p in parts)
     if len(sizes) == 1:
         return Multi([X])
-    return Multi(imp.emit("Split", [X, imp.i64(sizes)], {"axis": dim}, n_out=len(sizes)))
+    return Multi(imp.emit("Split", [X, split], {"axis": dim}, n_out=len(sizes)))
 
 
 @handles("aten.index_select.default")
@@ -1449,18 +1450,14 @@ def _layer_norm(imp, a):
     X = imp.tensor(a["input"])
     dt = imp.dtype(X)
     ns = [int(s) for s in a["normalized_shape"]]
-    n = int(np.prod(ns))
     scale = imp.tensor(a["weight"], dt) if a.get("weight") is not None else \
         imp.const(np.ones(ns, dt.numpy), "ones")
     bias = imp.tensor(a["bias"], dt) if a.get("bias") is not None else None
     attrs = {"axis": -len(ns), "epsilon": float(a["eps"])}
     if op_name(imp.cur.target) == "aten.layer_norm.default":
         return imp.emit("LayerNormalization", [X, scale, bias], attrs)
-    used = _used_outputs(imp.cur)
-    if used - {0}:
-        outs = imp.emit("LayerNormalization", [X, scale, bias], attrs, n_out=3)
-        return Multi(outs)
-    del n
+    if _used_outputs(imp.cur) - {0}:          # mean and 1/std wanted too
+        return Multi(imp.emit("LayerNormalization", [X, scale, bias], attrs, n_out=3))
     return Multi([imp.emit("LayerNormalization", [X, scale, bias], attrs), None, None])
 
 
@@ -1562,14 +1559,7 @@ def _upsample(imp, a):
     x = a["input"] if "input" in a else a["self"]
     X = imp.tensor(x)
     name = op_name(imp.cur.target)
-    out_shape = imp.out_val().shape
-    k = imp.rank(X) - 2
-    sizes = [_expr_of(d) for d in out_shape[-k:]]
-    if not all(isinstance(s, int) for s in sizes):
-        kind, full = imp.int_list(list(out_shape))
-        sizes_v = full
-    else:
-        kind, sizes_v = None, None
+    out_shape = list(imp.out_val().shape)
     if "nearest" in name:
         attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                  "nearest_mode": "floor"}
@@ -1577,11 +1567,9 @@ def _upsample(imp, a):
         ac = bool(a.get("align_corners"))
         attrs = {"mode": "linear",
                  "coordinate_transformation_mode": "align_corners" if ac else "pytorch_half_pixel"}
-    if sizes_v is None:
-        sizes_v = imp.i64([int(d) for d in imp.in_shape_exprs(x)[:2]] + sizes) \
-            if all(isinstance(d, int) for d in imp.in_shape_exprs(x)[:2]) else \
-            imp.emit("Concat", [imp.emit("Shape", [X], {"start": 0, "end": 2}), imp.i64(sizes)],
-                     {"axis": 0})
+    kind, sizes_v = imp.int_list(out_shape)          # the output's sizes, as torch computed them
+    if kind == "static":
+        sizes_v = imp.i64(sizes_v)
     return imp.emit("Resize", [X, None, None, sizes_v], attrs)
 
 
@@ -1698,16 +1686,17 @@ def _var(imp, a):
     keep = int(bool(a.get("keepdim", False)))
     corr = a.get("correction")
     corr = 1 if corr is None else float(corr)
-    n = 1
-    for ax in axes:
-        if not isinstance(shape[ax], int):
-            raise UnsupportedError(f"{imp.where()}: variance over a symbolic dim is not supported")
-        n *= shape[ax]
     ax = imp.i64(axes)
     mean = imp.emit("ReduceMean", [X, ax], {"keepdims": 1})
     d = imp.emit("Sub", [X, mean])
     s = imp.emit("ReduceSum", [imp.emit("Mul", [d, d]), ax], {"keepdims": keep})
-    var = imp.emit("Div", [s, imp.tensor(float(max(n - corr, 0)), dt)])
+    if all(isinstance(shape[i], int) for i in axes):
+        n = imp.tensor(float(max(math.prod(shape[i] for i in axes) - corr, 0)), dt)
+    else:                                  # the count of a symbolic dim, at run time
+        count = imp.emit("Div", [imp.emit("Size", [X]), imp.emit("Size", [mean])])
+        n = imp.emit("Max", [imp.emit("Sub", [imp.cast(count, dt), imp.tensor(corr, dt)]),
+                             imp.tensor(0.0, dt)])
+    var = imp.emit("Div", [s, n])
     name = op_name(imp.cur.target)
     if "std" in name:
         return imp.emit("Sqrt", [var])
