@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-RUNTIMES = ("kiln", "kiln-O0", "onnxruntime", "torch")
+RUNTIMES = ("kiln", "kiln-O0", "kiln-export", "onnxruntime", "torch", "torch-compile",
+            "kiln-torch-compile")
 THREADS = 2
 
 
@@ -64,13 +65,41 @@ def worker(runtime: str, model: str, batch: int) -> dict:
         so.inter_op_num_threads = 1
         sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         out["times"] = timed_runs(lambda: sess.run(None, feeds))
-    elif runtime == "torch":
+    elif runtime == "kiln-export":             # PyTorch -> torch.export -> kiln (no ONNX)
         import torch
+        from torch.export import Dim
+
+        import kiln
+        from benchmarks.models import SPECS, torch_model
+        torch.set_num_threads(THREADS)
+        spec = SPECS[model]
+        B, S = Dim("N"), Dim("S", max=spec.max_seq or None)
+        dyn = tuple({i: (B if d == "B" else S) for i, d in enumerate(shape) if d in ("B", "S")}
+                    for _, _, shape in spec.inputs)
+        ex = example_inputs(model, 2, 16)
+        t = time.perf_counter()
+        m = kiln.compile(torch_model(model), example_inputs=tuple(torch.from_numpy(v) for v in ex.values()),
+                         dynamic_shapes=dyn, threads=THREADS)
+        out["compile_cold_s"] = out["compile_cached_s"] = time.perf_counter() - t
+        out["host_ops"] = m.host_ops
+        args = list(feeds.values())
+        out["times"] = timed_runs(lambda: m(*args))
+    elif runtime in ("torch", "torch-compile", "kiln-torch-compile"):
+        import torch
+
         from benchmarks.models import torch_model
         torch.set_num_threads(THREADS)
         mod = torch_model(model)
+        if runtime == "torch-compile":
+            mod = torch.compile(mod)                       # Inductor
+        elif runtime == "kiln-torch-compile":
+            import kiln  # noqa: F401  (the "kiln" backend)
+            mod = torch.compile(mod, backend="kiln", options={"threads": THREADS})
         args = [torch.from_numpy(v) for v in feeds.values()]
         with torch.inference_mode():
+            t = time.perf_counter()
+            mod(*args)
+            out["first_call_s"] = time.perf_counter() - t
             out["times"] = timed_runs(lambda: mod(*args))
     else:
         raise SystemExit(f"unknown runtime {runtime}")
@@ -96,6 +125,8 @@ def run_one(runtime: str, model: str, batch: int) -> dict:
 
 def write_report(results: dict, batch: int, path: Path) -> str:
     lines = [f"# kiln vs peers — batch {batch}, {THREADS} threads, fp32", "",
+             "kiln: ONNX model compiled at opt_level 2 (and 0); kiln-export: the PyTorch module through "
+             "torch.export; torch.compile: Inductor; kiln via torch.compile: `backend=\"kiln\"`.", "",
              "Median latency in ms (10th–90th percentile); ratio = kiln / onnxruntime. "
              "All numbers from one `make bench` run on this machine; compare only within a run.", "",
              "| model | kiln (opt 2) | kiln opt 0 | onnxruntime | torch eager | kiln/ort | kiln/torch | opt 2 / opt 0 | kiln compile cold / cached (s) | host ops |",
@@ -120,6 +151,21 @@ def write_report(results: dict, batch: int, path: Path) -> str:
         lines.append(f"| {model} | {cell('kiln')} | {cell('kiln-O0')} | {cell('onnxruntime')} | "
                      f"{cell('torch')} | {ratio('kiln', 'onnxruntime')} | {ratio('kiln', 'torch')} | "
                      f"{ratio('kiln', 'kiln-O0')} | {comp} | {host} |")
+    lines += ["", "## PyTorch paths", "",
+              "| model | kiln (ONNX) | kiln (torch.export) | export / ONNX | torch.compile (Inductor) | "
+              "torch.compile(backend=\"kiln\") | kiln / Inductor |", "|---|---|---|---|---|---|---|"]
+    for model, per in results.items():
+        if not any(rt in per for rt in ("kiln-export", "torch-compile", "kiln-torch-compile")):
+            continue
+        def c2(rt):
+            r = per.get(rt, {})
+            return f"{r['median_ms']:.2f}" if "median_ms" in r else (f"error: {r['error'][:40]}" if "error" in r else "–")
+
+        def q(a, b):
+            ra, rb = per.get(a, {}), per.get(b, {})
+            return f"{ra['median_ms'] / rb['median_ms']:.2f}x" if "median_ms" in ra and "median_ms" in rb else "–"
+        lines.append(f"| {model} | {c2('kiln')} | {c2('kiln-export')} | {q('kiln-export', 'kiln')} | "
+                     f"{c2('torch-compile')} | {c2('kiln-torch-compile')} | {q('kiln-torch-compile', 'torch-compile')} |")
     text = "\n".join(lines) + "\n"
     path.write_text(text)
     return text
