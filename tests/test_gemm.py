@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import kiln
 from kiln.backend.microkernel import host_config
+from kiln.lower.loopir import c_calls
 from kiln.ops.gemm import pack_b, unpack_b
 
 pytestmark = pytest.mark.filterwarnings("ignore::kiln.compiler.HostOpWarning")
@@ -57,17 +58,24 @@ def run_all(nodes, feeds: dict, consts: dict, refs: list, ks: list, opt_levels=(
         outs = mod.run(feeds)
         for y, ref, k in zip(outs, refs, ks):
             check(y, ref, k)
+        # every product went through the BLIS-style GEMM (C support calls), none through plain loops
+        native = mod._native.program.native.values()
+        assert all(c_calls(nk.kernel.body) for nk in native if nk.kernel.ops[0] != "Constant")
         mods.append(mod)
     return mods[0]
 
 
 def test_pack_layout_roundtrip():
-    nr = host_config().nr
+    nr, kc = host_config().nr, 8
     b = rand(37, 29)
-    bp = pack_b(b, nr)
-    assert bp.shape == (-(-29 // nr), 37, nr)
-    np.testing.assert_array_equal(unpack_b(bp, 29), b)
-    assert np.all(bp[-1, :, 29 % nr:] == 0)
+    bp = pack_b(b, nr, kc)
+    p = -(-29 // nr)
+    assert bp.shape == (p * 37, nr) and bp.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(unpack_b(bp, 29, 37, kc), b)
+    # block of rows 8..15, panel 1: contiguous kc x nr, zero past column 29
+    blk = bp.reshape(-1)[8 * p * nr + 1 * kc * nr:][:kc * nr].reshape(kc, nr)
+    np.testing.assert_array_equal(blk[:, :29 - nr], b[8:16, nr:])
+    assert np.all(blk[:, 29 - nr:] == 0)
 
 
 def test_matmul_ragged_runtime_and_constant_b():
@@ -172,16 +180,66 @@ def test_fused_epilogues_bias_gelu_residual_dynamic_rows():
 
 
 def test_packed_matmul_round_trips_through_the_ir_text_and_artifact(tmp_path):
-    w = rand(50, 40)
-    m = model([helper.make_node("MatMul", ["x", "w"], ["y"])], [f32("x", ["N", 50])], [f32("y", None)],
-              [numpy_helper.from_array(w, "w")])
+    w, w2, c = rand(50, 40), rand(24, 40), rand(24)
+    m = model([helper.make_node("MatMul", ["x", "w"], ["h"]),
+               helper.make_node("Gemm", ["h", "w2", "c"], ["y"], alpha=0.3, beta=0.7, transB=1)],
+              [f32("x", ["N", 50])], [f32("y", None)],
+              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(w2, "w2"),
+               numpy_helper.from_array(c, "c")])
     mod = kiln.compile(m, target="cpu")
-    assert [nd.op for nd in mod.graph.nodes] == ["PackedMatMul"]
+    assert [nd.op for nd in mod.graph.nodes] == ["PackedMatMul", "PackedMatMul"]
     text = str(mod.graph)
     assert str(kiln.parse_ir(text, mod.graph.weights())) == text
     path = str(tmp_path / "m.kiln")
     mod.save(path)
     x = rand(3, 50)
-    np.testing.assert_allclose(kiln.load(path).run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+    ref = 0.3 * (x.astype(np.float64) @ w @ w2.T) + 0.7 * c
+    np.testing.assert_allclose(kiln.load(path).run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
     interp = kiln.compile(m, target="interpret", opt_level=2)
-    np.testing.assert_allclose(interp.run({"x": x})[0], x @ w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(interp.run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
+    """1x1 stride-1 Conv (+ bias, + residual Add + Relu fused) through the GEMM, symbolic batch;
+    a strided 1x1 conv keeps the direct lowering."""
+    from kiln.ops import REGISTRY
+    c, m, h, w = 24, 40, 9, 11
+    wt, bias = rand(m, c, 1, 1), rand(m)
+    w2 = rand(c, m, 1, 1)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["t"]), helper.make_node("Relu", ["t"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["u"]), helper.make_node("Add", ["u", "x"], ["v"]),
+             helper.make_node("Relu", ["v"], ["y"]),
+             helper.make_node("Conv", ["x", "w"], ["z"], strides=[2, 2])]
+    inits = [numpy_helper.from_array(v, n) for n, v in (("w", wt), ("b", bias), ("w2", w2))]
+    mod = kiln.compile(model(nodes, [f32("x", ["N", c, h, w])], [f32("y", None), f32("z", None)], inits),
+                       target="cpu")
+    assert mod.host_ops == []
+    gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
+    assert len(gemms) == 2 and all(ops[0] == "Conv" for ops in gemms), gemms
+    conv = REGISTRY.get("Conv").reference
+    for n in (1, 3):
+        x = rand(n, c, h, w)
+        r = np.maximum(conv(x, wt, bias, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                            pads=None, strides=None), 0)
+        u = conv(r, w2, None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                 strides=None)
+        z = conv(x, wt, None, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                 strides=[2, 2])
+        y_out, z_out = mod.run({"x": x})
+        check(y_out, np.maximum(u + x, 0), m)
+        check(z_out, z, c)
+
+
+def test_epilogue_group_whose_anchor_is_not_its_first_node():
+    """y = (s * t) + x @ W with the Mul first in graph order: still one fused kernel, W packed."""
+    k, n = 40, 24
+    w = rand(k, n)
+    nodes = [helper.make_node("Mul", ["s", "t"], ["st"]), helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("Add", ["st", "xw"], ["y"])]
+    m = model(nodes, [f32("x", ["M", k]), f32("s", ["M", n]), f32("t", ["M", n])], [f32("y", None)],
+              [numpy_helper.from_array(w, "w")])
+    mod = kiln.compile(m, target="cpu")
+    assert [nd.op for nd in mod.graph.nodes] == ["Fused"]
+    assert [nd.op for nd in mod.graph.nodes[0].attrs["body"].nodes] == ["Mul", "PackedMatMul", "Add"]
+    x, s, t = rand(7, k), rand(7, n), rand(7, n)
+    check(mod.run({"x": x, "s": s, "t": t})[0], s * t + x.astype(np.float64) @ w, k)

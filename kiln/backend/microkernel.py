@@ -9,11 +9,12 @@ with GCC vector extensions (`float __attribute__((vector_size(4*VW)))`), so AVX2
 Layouts (MR x NR micro-tile, NR = NV * VW):
 - packed A (run time, per thread): row panels of MR rows, `Ap[p][k][r]` = A[p*MR + r, k] (rows past
   the block are zeros), one block of mc x kc at a time;
-- packed B: column panels of NR columns, `Bp[j][k][c]` = B[k, j*NR + c] (columns past N are zeros).
-  Constant weights are packed like this once, at compile time, over the whole K
-  (kiln/passes/pack_weights.py: shape (ceil(N/NR), K, NR)); the kc x NR slice of panel j starting at
-  row pc is then `Bp + (j*K + pc)*NR`, contiguous. A B that is only known at run time is packed
-  per (kc x nc) block into per-thread scratch with the same panel layout (K = kc there).
+- packed B: column panels of NR columns, each a row-major kc x NR slice (columns past N are
+  zeros), the panels of one block of kc rows one after the other. Constant weights are packed once,
+  at compile time, over the whole K in blocks of KC rows (kiln/passes/pack_weights.py, layout in
+  kiln/ops/gemm.py), so the block of rows pc.. is contiguous and panel j of it starts at
+  `Bp + pc*Np + j*kc*NR`. A B known only at run time is packed per (kc x nc) block into per-thread
+  scratch, same layout.
 
 Entry points (NAME = f"{mr}x{nr}v{vw}"):
     kiln_gemm_pack_a_NAME(A, rs, cs, mc, kc, alpha)       A[i*rs + k*cs] * alpha -> scratch A

@@ -1,7 +1,12 @@
-"""PackedMatMul: a MatMul or Gemm whose constant B was packed at compile time into the panel layout
-the GEMM micro-kernel reads (kiln/passes/pack_weights.py, kiln/backend/microkernel.py).
+"""PackedMatMul: a MatMul or Gemm whose constant B was packed at compile time into the layout the
+GEMM micro-kernel reads (kiln/passes/pack_weights.py, kiln/backend/microkernel.py): blocks of kc
+rows of B, one after the other; inside a block, column panels of nr, each kc x nr row-major:
 
-    Bp[j, k, c] = B[k, j*nr + c]        (shape (ceil(N/nr), K, nr); columns past N are zero)
+    Bp.flat[pc*Np + j*kcb*nr + k*nr + c] = B[pc + k, j*nr + c]
+        pc = 0, kc, 2kc, ...; kcb = min(kc, K - pc); Np = ceil(N/nr)*nr (columns past N are zero)
+
+so the B block a (kc x nc) step of the GEMM reads is one contiguous run of memory (no cache-set
+aliasing between panels, whatever K is). Bp has shape (K * Np / nr, nr).
 
 `gemm=0`: numpy matmul semantics for A (..., M, K) or (K,) against the K x N matrix;
 `gemm=1`: ONNX Gemm, Y = alpha * A' @ B + beta * C with A' = A.T when trans_a (A is 2-D).
@@ -18,18 +23,35 @@ from .linalg import matmul_shape
 from .registry import REQUIRED, op
 
 
-def pack_b(b: np.ndarray, nr: int) -> np.ndarray:
-    """K x N -> (ceil(N/nr), K, nr) column panels, zero padded."""
+def pack_b(b: np.ndarray, nr: int, kc: int) -> np.ndarray:
+    """K x N -> the blocked panel layout above; the array starts on a 64-byte boundary (panel rows
+    are whole cache lines for the micro-kernel's loads)."""
     k, n = b.shape
     p = -(-n // nr)
     padded = np.zeros((k, p * nr), dtype=b.dtype)
     padded[:, :n] = b
-    return np.ascontiguousarray(padded.reshape(k, p, nr).transpose(1, 0, 2))
+    size = p * k * nr
+    raw = np.empty(size + 64 // b.itemsize, dtype=b.dtype)
+    skip = (-raw.ctypes.data % 64) // b.itemsize
+    out = raw[skip:skip + size]
+    for pc in range(0, k, kc):
+        kcb = min(kc, k - pc)
+        blk = padded[pc:pc + kcb].reshape(kcb, p, nr).transpose(1, 0, 2)
+        out[pc * p * nr:(pc + kcb) * p * nr] = blk.reshape(-1)
+    return out.reshape(p * k, nr)
 
 
-def unpack_b(bp: np.ndarray, n: int) -> np.ndarray:
-    p, k, nr = bp.shape
-    return bp.transpose(1, 0, 2).reshape(k, p * nr)[:, :n]
+def unpack_b(bp: np.ndarray, n: int, k: int, kc: int) -> np.ndarray:
+    """The K x N matrix of a packed B (inverse of pack_b)."""
+    nr = bp.shape[-1]
+    p = bp.size // (k * nr)
+    flat = bp.reshape(-1)
+    out = np.empty((k, p * nr), dtype=bp.dtype)
+    for pc in range(0, k, kc):
+        kcb = min(kc, k - pc)
+        blk = flat[pc * p * nr:(pc + kcb) * p * nr].reshape(p, kcb, nr)
+        out[pc:pc + kcb] = blk.transpose(1, 0, 2).reshape(kcb, p * nr)
+    return out[:, :n]
 
 
 def _infer(ctx):
@@ -43,11 +65,11 @@ def _infer(ctx):
 
 
 @op("PackedMatMul", inputs=["A", "Bp", "C?"],
-    attrs=dict(k=REQUIRED, n=REQUIRED, gemm=0, trans_a=0, alpha=1.0, beta=1.0),
+    attrs=dict(k=REQUIRED, n=REQUIRED, kc=REQUIRED, gemm=0, trans_a=0, alpha=1.0, beta=1.0),
     infer=_infer, domain="kiln")
-def packed_matmul(A, Bp, C=None, *, k, n, gemm, trans_a, alpha, beta):
+def packed_matmul(A, Bp, C=None, *, k, n, kc, gemm, trans_a, alpha, beta):
     """MatMul/Gemm with B pre-packed into column panels (kiln/passes/pack_weights.py)."""
-    b = unpack_b(Bp, n)
+    b = unpack_b(Bp, n, k, kc)
     if gemm:
         return linalg.gemm.reference(A, b, C, alpha=alpha, beta=beta, transA=trans_a, transB=0)
     return linalg.matmul.reference(A, b)

@@ -21,6 +21,8 @@ B is shared read-only); with B packed at run time, few blocks of many rows (B is
 block). Block counts are even when above one (PAR = 2 threads on the machines kiln targets) and
 tiny products run on one thread. Ragged M/N/K go through the same kernel (zero-padded panels).
 Anything else (f64, integers, shapes this does not handle) falls back to linalg_lower's loops.
+A 1x1, stride-1, unpadded 2-D Conv is the same GEMM per image (W @ X[n], bias and fused epilogue per
+tile); other convolutions keep nn_lower's lowering.
 """
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ class GemmSpec:
     rsa: Expr                            # A[b][i, k] = a[a_base + i*rsa + k*csa]
     csa: Expr
     b: TensorRef
-    packed: bool                         # b is (ceil(N/NR), K, NR) panels (constant)
+    packed: bool                         # b is packed at compile time (kiln/ops/gemm.py layout)
     b_base: Callable[[list], Expr]
     rsb: Expr                            # runtime B[b][k, j] = b[b_base + k*rsb + j*csb]
     csb: Expr
@@ -210,7 +212,9 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
     # the tile
     y_at = add(ybase, add(mul(ir, N), jr))
     if spec.packed:
-        panel = mul(add(mul(add(_div(n0, NR), jb), K), pc), Const(NR))
+        # the (kc x Np) block of B at row pc, then panel n0/NR + jb of it (kiln/ops/gemm.py)
+        npad = mul(_cdiv(N, NR), Const(NR))
+        panel = add(mul(pc, npad), mul(mul(add(_div(n0, NR), jb), kc), Const(NR)))
         call = CallC(cfg.fn("tile"), (kc, mul(mul(rb, Const(MR)), kc), Ref(spec.b.buf, panel, "f32"),
                                       Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
                                       Bin(">", kb, Const(0), "bool")))
@@ -354,7 +358,7 @@ def lower_packed(ctx: LowerCtx):
     at = ctx.attrs
     cfg = host_config()
     shape = bp.static_shape()
-    if shape is None or len(shape) != 3 or shape[2] != cfg.nr or shape[1] != at["k"]:
+    if shape is None or len(shape) != 2 or shape[1] != cfg.nr or at["kc"] != cfg.kc:
         raise NotLowerable("weights packed for another micro-kernel")
     if not _f32(a, y, cc) or (cc is not None and cc.rank > 2):
         raise NotLowerable("PackedMatMul on non-f32 operands")
@@ -365,6 +369,41 @@ def lower_packed(ctx: LowerCtx):
     return emit_gemm(ctx, _matmul_spec(ctx, a, bp, y, True, K, N))
 
 
+def lower_conv_1x1(ctx: LowerCtx):
+    """A 1x1, stride-1, unpadded, ungrouped 2-D convolution is a GEMM per image:
+    Y[n] (M x HW) = W (M x C) @ X[n] (C x HW), the bias broadcast along rows; None when the
+    convolution is not of that kind (the direct lowering then runs)."""
+    x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
+    b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    at = ctx.attrs
+    ws = w.static_shape()
+    if x.rank != 4 or ws is None or len(ws) != 4 or ws[2:] != (1, 1) or at["group"] != 1:
+        return None
+    if any(v != 1 for v in (at["strides"] or [1])) or any(v != 0 for v in (at["pads"] or [0])):
+        return None
+    if not _f32(x, w, y, b) or (b is not None and b.rank != 1):
+        return None
+    M, C = Const(ws[0]), Const(ws[1])
+    H, W = x.shape[2], x.shape[3]
+    HW = mul(H, W)
+    wmat = TensorRef(w.buf, w.dtype, [M, C], w.data)
+    bias = None if b is None else TensorRef(b.buf, b.dtype, [M, Const(1)])
+
+    def out_idx(bv, m, n):
+        return [bv[0], m, _div(n, W), _mod(n, W)]
+    spec = GemmSpec(M, HW, C, [x.shape[0]], wmat, lambda bv: Const(0), C, Const(1), x, False,
+                    lambda bv: mul(bv[0], mul(C, HW)), HW, Const(1), y, out_idx, 1.0, bias, 1.0)
+    return emit_gemm(ctx, spec)
+
+
+def _conv_or(direct):
+    def lower(ctx: LowerCtx):
+        stmts = lower_conv_1x1(ctx)
+        return direct(ctx) if stmts is None else stmts
+    lower.__doc__ = f"1x1 convolutions as GEMM (gemm_lower), others: {direct.__module__}"
+    return lower
+
+
 LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "PackedMatMul": lower_packed}
 
 
@@ -372,3 +411,5 @@ def attach(ops) -> None:
     for d in ops:
         if d.name in LOWER:
             d.lower = LOWER[d.name]
+        elif d.name == "Conv" and d.lower is not None:
+            d.lower = _conv_or(d.lower)

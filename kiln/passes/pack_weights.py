@@ -14,6 +14,7 @@ import numpy as np
 from ..backend.microkernel import host_config
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
+from ..ops import REGISTRY
 from ..ops.gemm import pack_b
 from .manager import graph_pass
 from .rewrite import users
@@ -40,16 +41,16 @@ def _packable(node: Node, b: Value | None) -> bool:
     return len(a.type.shape) >= 1
 
 
-def _rewrite(node: Node, packed: Value, k: int, n: int):
+def _rewrite(node: Node, packed: Value, k: int, n: int, kc: int):
     """Turn MatMul/Gemm `node` into PackedMatMul reading `packed` (in place)."""
     if node.op == "Gemm":
         at = node.attrs
         c = node.inputs[2] if len(node.inputs) > 2 else None
-        node.attrs = {"k": k, "n": n, "gemm": 1, "trans_a": int(at.get("transA", 0)),
+        node.attrs = {"k": k, "n": n, "kc": kc, "gemm": 1, "trans_a": int(at.get("transA", 0)),
                       "alpha": at.get("alpha", 1.0), "beta": at.get("beta", 1.0)}
         node.inputs = [node.inputs[0], packed] + ([c] if c is not None else [])
     else:
-        node.attrs = {"k": k, "n": n}
+        node.attrs = {"k": k, "n": n, "kc": kc}
         node.inputs = [node.inputs[0], packed]
     node.op = "PackedMatMul"
 
@@ -57,18 +58,19 @@ def _rewrite(node: Node, packed: Value, k: int, n: int):
 @graph_pass("pack-weights")
 def pack_weights(graph: Graph) -> Graph:
     """Pack constant fp32 MatMul/Gemm weights into GEMM panels (PackedMatMul); mutates the graph."""
-    nr = host_config().nr
+    cfg = host_config()
+    nr, kc = cfg.nr, cfg.kc
     packed: dict = {}             # (id(constant), transposed) -> packed constant
     replaced: set = set()
 
-    def get(b: Value, trans: bool) -> tuple[Value, int, int]:
+    def get(b: Value, trans: bool) -> tuple[Value, int, int, int]:
         key = (id(b), trans)
         data = b.data.T if trans else b.data
         k, n = data.shape
         if key not in packed:
-            packed[key] = graph.add_const(graph.fresh_name(f"{b.name}.packed"), pack_b(data, nr))
+            packed[key] = graph.add_const(graph.fresh_name(f"{b.name}.packed"), pack_b(data, nr, kc))
         replaced.add(b)
-        return packed[key], k, n
+        return packed[key], k, n, kc
 
     for node in graph.nodes:
         if node.op in OPS:
@@ -78,7 +80,10 @@ def pack_weights(graph: Graph) -> Graph:
                 _rewrite(node, *get(b, trans))
         elif node.op == "Fused" and node.attrs.get("kind") == "epilogue":
             body = node.attrs["body"]
-            anchor = body.nodes[0]
+            anchors = [n_ for n_ in body.nodes if REGISTRY.get(n_.op).scalar is None]
+            if len(anchors) != 1:
+                continue
+            anchor = anchors[0]
             if anchor.op not in OPS or anchor.inputs[1] not in body.inputs:
                 continue
             pos = body.inputs.index(anchor.inputs[1])
@@ -87,12 +92,11 @@ def pack_weights(graph: Graph) -> Graph:
             if reads != 1 or body.outputs[0] is anchor.inputs[1] or not _packable(anchor, b):
                 continue
             trans = anchor.op == "Gemm" and bool(anchor.attrs.get("transB", 0))
-            pv, k, n = get(b, trans)
+            pv, k, n, kc_ = get(b, trans)
             inner = Value(graph.fresh_name(f"{pv.name}.in"), pv.type)
             body.inputs[pos] = inner
             node.inputs[pos] = pv
-            anchor.inputs[1] = inner
-            _rewrite(anchor, inner, k, n)
+            _rewrite(anchor, inner, k, n, kc_)
     if replaced:
         live = set(users(graph)) | set(graph.outputs)
         graph.constants = [c for c in graph.constants if c not in replaced or c in live]
