@@ -8,6 +8,7 @@ runs on the host through its reference implementation.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,6 +41,11 @@ class TensorRef:
             out.append(acc)
             acc = mul(acc, d)
         return list(reversed(out))
+
+    def static_numel(self) -> int | None:
+        """The element count when the shape is static, else None."""
+        shape = self.static_shape()
+        return None if shape is None else math.prod(shape)
 
     def static_shape(self) -> tuple | None:
         if all(isinstance(d, Const) for d in self.shape):

@@ -5,6 +5,10 @@ from .context import NotLowerable
 from .loopir import Bin, Call, Cast, Const, Select, Un
 
 FLOAT = ("f32", "f64")
+# (lowest, highest) value of each native integer dtype
+INT_RANGE = {"i8": (-2**7, 2**7 - 1), "i16": (-2**15, 2**15 - 1), "i32": (-2**31, 2**31 - 1),
+             "i64": (-2**63, 2**63 - 1), "u8": (0, 2**8 - 1), "u16": (0, 2**16 - 1),
+             "u32": (0, 2**32 - 1), "u64": (0, 2**64 - 1)}
 
 
 def c(value, dtype: str) -> Const:

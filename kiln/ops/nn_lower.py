@@ -283,12 +283,9 @@ def _zero_point(zp, m):
     """A zero point: per tensor, or per output channel m (1-D of length M)."""
     if zp is None:
         return Const(0)
-    shape = zp.static_shape()
-    if shape is None:
+    n = zp.static_numel()
+    if n is None:
         raise NotLowerable("zero point of unknown shape")
-    n = 1
-    for d in shape:
-        n *= d
     return cast(zp.load(Const(0) if n == 1 else m), "i64")
 
 
@@ -318,12 +315,9 @@ def lower_qlinear_conv(ctx):
     lo, hi = INTS[y.dtype]
 
     def per_m(t, m):               # one value, or one per output channel
-        shape = t.static_shape()
-        if shape is None:
+        n = t.static_numel()
+        if n is None:
             raise NotLowerable("QLinearConv scale of unknown shape")
-        n = 1
-        for d in shape:
-            n *= d
         return t.load(Const(0) if n == 1 else m)
 
     def finish(acc, m):            # f32 scale product / y_scale, then in float64 as requantize

@@ -6,21 +6,17 @@ share a scale). Rounding is half to even (`nearbyint`), as the reference's np.ri
 from __future__ import annotations
 
 from ..lower.context import LowerCtx, NotLowerable
-from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, select
+from ..lower.exprs import FLOAT, INT_RANGE, binop, c, call, cast, maximum, minimum, select
 from ..lower.loopir import Assign, Bin, Const, Let, Store, Var
 
-INTS = {"i8": (-2**7, 2**7 - 1), "u8": (0, 2**8 - 1), "i16": (-2**15, 2**15 - 1),
-        "u16": (0, 2**16 - 1), "i32": (-2**31, 2**31 - 1), "u32": (0, 2**32 - 1)}
+INTS = {k: INT_RANGE[k] for k in ("i8", "u8", "i16", "u16", "i32", "u32")}   # quantized types
 
 
 def _param(ctx: LowerCtx, p, x, idx):
     """The load of scale/zero point p at x's multi-index idx: per tensor, per axis or blocked."""
-    shape = p.static_shape()
-    if shape is None:
+    n = p.static_numel()
+    if n is None:
         raise NotLowerable("quantization parameters of unknown shape")
-    n = 1
-    for d in shape:
-        n *= d
     if n == 1 or x.rank == 0:
         return p.load(Const(0))
     axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]

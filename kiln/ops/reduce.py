@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .elementwise import divide, like, rank_at_import, wide
-from .infer import TensorType, dtypes, norm_axis, reduce_shape, same_as, tensor_of
+from .infer import dtypes, norm_axis, reduce_shape, same_as, tensor_of
 from .registry import OpDef
 
 

@@ -10,13 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..lower.context import NotLowerable
-from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, require_float, select
+from ..lower.exprs import FLOAT, INT_RANGE, binop, c, call, cast, maximum, minimum, require_float, select
 from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul, sub
 from ..lower.reduction import count, nest, out_index, reduce_loops, split_loops
 
-INT_RANGE = {"i8": (-2**7, 2**7 - 1), "i16": (-2**15, 2**15 - 1), "i32": (-2**31, 2**31 - 1),
-             "i64": (-2**63, 2**63 - 1), "u8": (0, 255), "u16": (0, 2**16 - 1),
-             "u32": (0, 2**32 - 1), "u64": (0, 2**64 - 1)}
 
 
 def _axes(ctx, x):

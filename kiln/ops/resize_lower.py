@@ -36,20 +36,10 @@ def _present(ctx, i):
     """Input i when given and not empty; its static element count must be known."""
     if i >= len(ctx.inputs) or ctx.inputs[i] is None:
         return None
-    shape = ctx.inputs[i].static_shape()
-    if shape is None:
+    n = ctx.inputs[i].static_numel()
+    if n is None:
         raise NotLowerable("Resize operands of unknown length")
-    n = 1
-    for d in shape:
-        n *= d
     return ctx.inputs[i] if n else None
-
-
-def _numel(ref) -> int:
-    n = 1
-    for d in ref.static_shape():
-        n *= d
-    return n
 
 
 class _Axis:
@@ -101,9 +91,9 @@ def lower_resize(ctx: LowerCtx, upsample: bool = False):
         raise NotLowerable("Resize axes out of range or repeated")
     n = len(axes)
     given = scales if scales is not None else sizes
-    if given is None or _numel(given) != n:
+    if given is None or given.static_numel() != n:
         raise NotLowerable("Resize needs scales or sizes with one entry per axis")
-    if roi is not None and _numel(roi) != 2 * n:
+    if roi is not None and roi.static_numel() != 2 * n:
         roi = None if coord != "tf_crop_and_resize" else roi
         if roi is not None:
             raise NotLowerable("Resize roi of the wrong length")
