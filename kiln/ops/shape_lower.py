@@ -51,36 +51,32 @@ def _axis(ctx, rank):
     return a + rank if a < 0 else a
 
 
+def _slabs(ctx: LowerCtx, whole, parts, axis: int, gather: bool):
+    """Copy between `whole` and consecutive slabs `parts` along `axis`: parts into whole (Concat,
+    gather=True) or whole into parts (Split)."""
+    stmts, offset = [], Const(0)
+    for part in parts:
+        if part is None:
+            continue
+        def body(idx, part=part, offset=offset):
+            at = list(idx)
+            at[axis] = add(idx[axis], offset)
+            if gather:
+                return [Store(whole.buf, ctx.index(whole, at), part.load(ctx.index(part, idx)))]
+            return [Store(part.buf, ctx.index(part, idx), whole.load(ctx.index(whole, at)))]
+        stmts += ctx.loops(part.shape, body)
+        offset = add(offset, part.shape[axis])
+    return stmts
+
+
 def lower_concat(ctx: LowerCtx):
     y = ctx.outputs[0]
-    axis = _axis(ctx, y.rank)
-    stmts, offset = [], Const(0)
-    for x in ctx.inputs:
-        if x is None:
-            continue
-        def body(idx, x=x, offset=offset):
-            dst = list(idx)
-            dst[axis] = add(idx[axis], offset)
-            return [Store(y.buf, ctx.index(y, dst), x.load(ctx.index(x, idx)))]
-        stmts += ctx.loops(x.shape, body)
-        offset = add(offset, x.shape[axis])
-    return stmts
+    return _slabs(ctx, y, ctx.inputs, _axis(ctx, y.rank), gather=True)
 
 
 def lower_split(ctx: LowerCtx):
     x = ctx.inputs[0]
-    axis = _axis(ctx, x.rank)
-    stmts, offset = [], Const(0)
-    for y in ctx.outputs:
-        if y is None:
-            continue
-        def body(idx, y=y, offset=offset):
-            src = list(idx)
-            src[axis] = add(idx[axis], offset)
-            return [Store(y.buf, ctx.index(y, idx), x.load(ctx.index(x, src)))]
-        stmts += ctx.loops(y.shape, body)
-        offset = add(offset, y.shape[axis])
-    return stmts
+    return _slabs(ctx, x, ctx.outputs, _axis(ctx, x.rank), gather=False)
 
 
 def lower_expand(ctx: LowerCtx):
