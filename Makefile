@@ -7,8 +7,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 MODELS_STAMP := $(VENV)/.installed-models
+BENCH_STAMP  := $(VENV)/.installed-bench
 
-.PHONY: demo test conformance conformance-cpu models bench bench-gemm check-models clean
+.PHONY: demo test debs conformance conformance-cpu models bench bench-gemm check-models clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +20,19 @@ $(STAMP): pyproject.toml
 demo: $(MODELS_STAMP)
 	PYTHONPATH=. $(PY) examples/demo.py
 
-test: $(MODELS_STAMP)
+test: $(MODELS_STAMP) debs
 	$(PY) -m pytest tests
+
+# Debian packages the tools and their tests use: Graphviz (`dot`, kiln report's graph layout) and
+# Chromium (the report's test loads the page headless). Installed only when missing.
+DEBS := graphviz chromium fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+debs:
+	@missing=""; for p in $(DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # The whole ONNX backend test suite through the reference interpreter.
 conformance: $(STAMP)
@@ -37,8 +49,13 @@ models: $(MODELS_STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# kiln vs onnxruntime vs PyTorch eager on the model set (writes benchmarks/RESULTS.md)
-bench: $(MODELS_STAMP)
+$(BENCH_STAMP): pyproject.toml $(MODELS_STAMP)
+	$(PY) -m pip install -q -e ".[test,models,bench]"
+	touch $(BENCH_STAMP)
+
+# kiln vs onnxruntime, OpenVINO, PyTorch eager and torch.compile on the model set, batch 1 and 8
+# (writes benchmarks/RESULTS.md and RESULTS.json)
+bench: $(BENCH_STAMP)
 	PYTHONPATH=. $(PY) -m benchmarks.bench
 
 # GFLOP/s of kiln's generated GEMM (squares, transformer and MLP shapes) vs numpy's BLAS and the FMA peak

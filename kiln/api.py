@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,18 +132,28 @@ class Module:
 
 def compile(src, target: str = "cpu", opt_level: int = 2, threads: int | None = None,
             **kw) -> Module:
-    """Compile a model for `target`: "cpu" (native code) or "interpret" (numpy references)."""
+    """Compile a model for `target`: "cpu" (native code) or "interpret" (numpy references).
+    Also: disable=[pass names] switches passes off; progress=a reporter (kiln/tools/progress.py)."""
     if target not in TARGETS:
         raise UnsupportedError(f"unknown target {target!r}; kiln supports {', '.join(TARGETS)}")
     if not isinstance(opt_level, int) or not 0 <= opt_level <= 3:
         raise KilnError(f"opt_level must be 0, 1, 2 or 3, got {opt_level!r}")
+    progress = kw.get("progress")
+    if progress is not None:
+        progress.stage("import")
+    t0 = time.perf_counter()
     graph = to_graph(src, **kw)
+    t_import = round(time.perf_counter() - t0, 4)
     if target == "cpu":
         from .compiler import compile_cpu
-        return compile_cpu(graph, opt_level=opt_level, threads=threads,
-                           native_only=bool(kw.get("native_only", False)),
-                           c_shapes=kw.get("c_shapes"))
-    return Module(graph, target, opt_level, threads)
+        m = compile_cpu(graph, opt_level=opt_level, threads=threads,
+                        native_only=bool(kw.get("native_only", False)),
+                        c_shapes=kw.get("c_shapes"), disable=kw.get("disable", ()), progress=progress)
+        m.compile_info["compile_seconds"] = {"import": t_import, **m.compile_info["compile_seconds"]}
+        return m
+    return Module(graph, target, opt_level, threads,
+                  compile_info={"compile_seconds": {"import": t_import},
+                                "nodes": {"imported": len(graph.nodes)}})
 
 
 def load(path) -> Module:

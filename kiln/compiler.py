@@ -1,6 +1,7 @@
 """The compile driver for native targets: graph -> kernels -> C -> shared library -> Module."""
 from __future__ import annotations
 
+import ctypes
 import time
 import warnings
 
@@ -17,40 +18,44 @@ class HostOpsError(KilnError):
     """Raised with native_only=True when some nodes would run on the host."""
 
 
-def lower_for_cpu(graph, c_shapes: dict | None = None):
-    """The graph's kernels plus the C entry points for callers without Python (c_static.py)."""
+def lower_for_cpu(graph, c_shapes: dict | None = None, progress=None, profile: bool = False):
+    """The graph's kernels plus the C entry points for callers without Python (c_static.py).
+    profile=True: the instrumented variant that `kiln profile` runs (timers around each kernel)."""
     from .backend.c_static import static_entry
-    program = lower_graph(graph)
+    program = lower_graph(graph, progress=progress, profile=profile)
     if program.native:
         program.sources["static.c"] = static_entry(program, c_shapes)
     return program
 
 
-def optimize(graph, opt_level: int, instrument=None):
-    """The graph after the pass pipeline of `opt_level` (on a copy; the input graph is untouched),
-    and the pass manager (for its timings). KILN_DUMP_IR=dir dumps the IR after every pass."""
+def optimize(graph, opt_level: int, instrument=None, disable=(), progress=None):
+    """The graph after the pass pipeline of `opt_level` less the passes named in `disable` (on a
+    copy; the input graph is untouched), and the pass manager (for its timings).
+    KILN_DUMP_IR=dir dumps the IR after every pass."""
     import os
 
     from .passes.manager import Instrument, PassManager
     from .passes.pipelines import pipeline
     if instrument is None and os.environ.get("KILN_DUMP_IR"):
         instrument = Instrument(verify=True, dump_dir=os.environ["KILN_DUMP_IR"])
-    pm = PassManager(pipeline(opt_level), instrument)
+    pm = PassManager(pipeline(opt_level, disable), instrument)
     if not pm.passes:
         return graph, pm
-    return pm.run(graph.clone()), pm
+    return pm.run(graph.clone(), progress), pm
 
 
 def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_only: bool = False,
-                c_shapes: dict | None = None):
+                c_shapes: dict | None = None, disable=(), progress=None):
+    """`disable`: pass names switched off; `progress`: a reporter (kiln/tools/progress.py)."""
     from .api import Module
     from .runtime.native import NativeModel
+    n_imported = len(graph.nodes)
     t0 = time.perf_counter()
-    graph, pm = optimize(graph, opt_level)
+    graph, pm = optimize(graph, opt_level, disable=disable, progress=progress)
     tp = time.perf_counter()
-    program = lower_for_cpu(graph, c_shapes)
+    program = lower_for_cpu(graph, c_shapes, progress)
     t1 = time.perf_counter()
-    lib, cached = build_library(program.sources) if program.native else (None, False)
+    lib, cached = build_library(program.sources, progress=progress) if program.native else (None, False)
     t2 = time.perf_counter()
     if program.host:
         ops = sorted({graph.nodes[i].op for i in program.host})
@@ -63,9 +68,23 @@ def compile_cpu(graph, opt_level: int = 2, threads: int | None = None, native_on
                                 "cc": round(t2 - t1, 4)},
             "pass_seconds": {name: round(t, 4) for name, t in pm.timings},
             "cache_hit": cached, "unique_kernels": program.unique_kernels,
-            "c_shapes": dict(c_shapes or {})}
+            "c_shapes": dict(c_shapes or {}),
+            "nodes": {"imported": n_imported, "optimized": len(graph.nodes)}}
+    if disable:
+        info["disabled_passes"] = sorted(disable)
     native = NativeModel(program, lib, threads)
+    info["static_arena_bytes"] = _static_arena_bytes(native)
     return Module(graph, "cpu", opt_level, threads, native=native, compile_info=info)
+
+
+def _static_arena_bytes(native) -> int | None:
+    """The arena the C entry point plans for (symbolic dims bound by c_shapes, 1 by default)."""
+    if native.lib is None:
+        return None
+    f = native.lib.kiln_static_arena_bytes
+    f.restype = ctypes.c_int64
+    n = f()
+    return int(n) if n >= 0 else None
 
 
 def module_from_library(graph, lib_bytes: bytes | None, manifest: dict, where: str):

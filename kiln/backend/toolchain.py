@@ -86,9 +86,13 @@ def _digest(path: str) -> str:
     return h.hexdigest()
 
 
-def build_library(sources: dict[str, str], tc: Toolchain | None = None, jobs: int | None = None) -> tuple[str, bool]:
-    """Compile C translation units {name.c: text} into one shared library; returns (path, cached)."""
+def build_library(sources: dict[str, str], tc: Toolchain | None = None, jobs: int | None = None,
+                  progress=None) -> tuple[str, bool]:
+    """Compile C translation units {name.c: text} into one shared library; returns (path, cached).
+    `progress` (kiln/tools/progress.py) gets one step per translation unit compiled."""
     tc = tc or find_toolchain()
+    if progress is not None:
+        progress.stage("cc", len(sources))
     h = hashlib.sha256(tc.key().encode())
     for name in sorted(sources):
         h.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
@@ -96,6 +100,8 @@ def build_library(sources: dict[str, str], tc: Toolchain | None = None, jobs: in
     entry = os.path.join(cache_dir(), key)
     lib = os.path.join(entry, "libkiln_model.so")
     if os.path.exists(lib) and _valid(entry, lib):
+        if progress is not None:
+            progress.done("cache hit")
         return lib, True
     tmp = tempfile.mkdtemp(prefix=f".{key}.", dir=cache_dir())
     try:
@@ -109,6 +115,8 @@ def build_library(sources: dict[str, str], tc: Toolchain | None = None, jobs: in
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise ToolchainError(f"generated code failed to compile ({name}):\n{r.stderr[-4000:]}")
+            if progress is not None:
+                progress.advance(name)
             return _publish(tmp, out, entry, lib), False
         objs = [os.path.join(tmp, n[:-2] + ".o") for n in sources]
 
@@ -118,6 +126,8 @@ def build_library(sources: dict[str, str], tc: Toolchain | None = None, jobs: in
                                capture_output=True, text=True)
             if r.returncode != 0:
                 raise ToolchainError(f"generated code failed to compile ({src}):\n{r.stderr[-4000:]}")
+            if progress is not None:
+                progress.advance(src)
         jobs = jobs or max(1, min(len(sources), os.cpu_count() or 1))
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(compile_one, zip(sources, objs)))

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ..backend.c import CTYPE, PRELUDE, CRenderer, comment, ident
+from ..backend.fault import corrupt, fault_target
 from ..backend.microkernel import support_code
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
@@ -90,7 +91,9 @@ def _param_names(d, n_in: int, n_out: int) -> tuple[list, list]:
     return res[:n_in], res[n_in:]
 
 
-def lower_graph(graph: Graph, registry=REGISTRY) -> Program:
+def lower_graph(graph: Graph, registry=REGISTRY, progress=None, profile: bool = False) -> Program:
+    """`progress` (kiln/tools/progress.py) gets one step per node lowered. profile=True: the entry
+    points time every kernel call (PROFILE_SUPPORT below); the normal build's C is unchanged."""
     slots = SlotTable()
     value_slots: dict = {}
 
@@ -104,6 +107,8 @@ def lower_graph(graph: Graph, registry=REGISTRY) -> Program:
             ref_shape(v)
     native: dict[int, NodeKernel] = {}
     host, reasons = [], {}
+    if progress is not None:
+        progress.stage("kernels", len(graph.nodes))
     for i, node in enumerate(graph.nodes):
         d = registry.get(node.op)
         why = None
@@ -121,13 +126,15 @@ def lower_graph(graph: Graph, registry=REGISTRY) -> Program:
         if why is not None:
             host.append(i)
             reasons[i] = why
+        if progress is not None:
+            progress.advance(node.op)
     buffers: dict = {}
     for nk in native.values():
         for v in [v for v in nk.node.inputs if v is not None] + [v for v in nk.node.outputs if v is not None]:
             buffers.setdefault(v, len(buffers))
             nk.buffers.append(buffers[v])
     segments = _segments(len(graph.nodes), native)
-    sources, n_unique = _emit(graph, native, segments, not host)
+    sources, n_unique = _emit(graph, native, segments, not host, profile)
     return Program(graph, dict(slots.slots), value_slots, buffers, native, host, reasons,
                    segments, sources, n_unique)
 
@@ -170,14 +177,16 @@ def _segments(n: int, native: dict) -> list:
     return segs
 
 
-def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict, int]:
+def _emit(graph: Graph, native: dict, segments: list, whole: bool,
+          profile: bool = False) -> tuple[dict, int]:
     r = CRenderer()
     by_body: dict[str, str] = {}
     units: list[list[str]] = [[]]
     calls: list[set] = [set()]            # C support functions (CallC) each unit's kernels call
+    fault = fault_target(native)          # test-only (backend/fault.py): None unless asked for
     for i in sorted(native):
         nk = native[i]
-        text = r.kernel(nk.kernel, "KERNEL")
+        text = _render(r, nk, "KERNEL", fault)
         body = text.split("\n", 1)[1]            # structure only: not the source-node comment
         h = hashlib.sha1(body.encode()).hexdigest()[:10]
         if h in by_body:
@@ -188,7 +197,7 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
         if len(units[-1]) >= KERNELS_PER_UNIT:
             units.append([])
             calls.append(set())
-        units[-1].append(r.kernel(nk.kernel, nk.fn).replace("static void", "void", 1))
+        units[-1].append(_render(r, nk, nk.fn, fault).replace("static void", "void", 1))
         calls[-1] |= c_calls(nk.kernel.body)
     decls, declared = [], set()
     for i in sorted(native):
@@ -206,13 +215,16 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
     lines = [header + support_code(sorted(calls[-1])), "\n\n".join(units[-1]),
              f"/* model {comment(graph.name)}: {len(native)} native nodes */",
              "KILN_EXPORT int kiln_abi_version(void) { return 1; }"]
+    if profile:
+        lines.append(PROFILE_SUPPORT.replace("NSLOTS", str(max(len(graph.nodes), 1))))
     for i in sorted(native):
-        lines.append(f"KILN_EXPORT void kiln_node_{i}(void** b, const int64_t* d) {{ {_call(native[i])} }}")
+        call = _timed(i, native[i], profile)
+        lines.append(f"KILN_EXPORT void kiln_node_{i}(void** b, const int64_t* d) {{ {call} }}")
     for s, (a, z) in enumerate(segments):
         lines.append(f"KILN_EXPORT void kiln_segment_{s}(void** b, const int64_t* d) {{")
         for i in range(a, z + 1):
             lines.append(f"  /* {comment(native[i].kernel.sources[0])} */")
-            lines.append(f"  {_call(native[i])}")
+            lines.append(f"  {_timed(i, native[i], profile)}")
         lines.append("}")
     lines.append("KILN_EXPORT int kiln_run(void** b, const int64_t* d) {")
     if whole:
@@ -221,11 +233,39 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool) -> tuple[dict
     else:
         lines.append("  (void)b; (void)d;\n  return -1;  /* the model has host ops: run it from Python */")
     lines.append("}")
-    sources[f"kernels_{len(units) - 1}.c"] = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    sources[f"kernels_{len(units) - 1}.c"] = PROFILE_DEFINE + text if profile else text
     return sources, len(by_body)
+
+
+def _render(r: CRenderer, nk: NodeKernel, name: str, fault: int | None) -> str:
+    text = r.kernel(nk.kernel, name)
+    return text if nk.index != fault else corrupt(text, nk.kernel)
 
 
 def _call(nk: NodeKernel) -> str:
     args = [f"({'const ' if p.role == 'in' else ''}{CTYPE[p.dtype]}*)b[{bid}]"
             for p, bid in zip(nk.kernel.params, nk.buffers)]
     return f"{nk.fn}({', '.join(args + ['d'])});"
+
+
+# --- the instrumented build (kiln profile) -------------------------------------------------------
+# clock_gettime needs POSIX declarations under -std=c11; the define opens the unit, before PRELUDE.
+PROFILE_DEFINE = "#define _POSIX_C_SOURCE 199309L\n"
+PROFILE_SUPPORT = r"""#include <time.h>
+/* profiling build: start and end (ns, CLOCK_MONOTONIC) of the last call of each node's kernel */
+static int64_t kiln_prof_ns[2 * NSLOTS];
+static inline int64_t kiln_now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+KILN_EXPORT int64_t* kiln_profile_data(void) { return kiln_prof_ns; }
+KILN_EXPORT int kiln_profile_slots(void) { return NSLOTS; }"""
+
+
+def _timed(i: int, nk: NodeKernel, profile: bool) -> str:
+    """The kernel call of node i; in the profiling build, between two clock reads."""
+    if not profile:
+        return _call(nk)
+    return f"kiln_prof_ns[{2 * i}] = kiln_now_ns(); {_call(nk)} kiln_prof_ns[{2 * i + 1}] = kiln_now_ns();"

@@ -62,16 +62,21 @@ class PassManager:
         self.instrument = instrument or Instrument()
         self.timings: list[tuple[str, float]] = []
 
-    def run(self, graph: Graph) -> Graph:
+    def run(self, graph: Graph, progress=None) -> Graph:
+        """Run the pipeline; `progress` (kiln/tools/progress.py) gets one step per pass."""
         from ..ir.verify import verify
         ins = self.instrument
         if ins.dump_dir:
             os.makedirs(ins.dump_dir, exist_ok=True)
             self._dump(graph, 0, "input")
+        if progress is not None:
+            progress.stage("passes", len(self.passes))
         for k, p in enumerate(self.passes, 1):
             t = time.perf_counter()
             graph = p(graph)
             self.timings.append((p.name, time.perf_counter() - t))
+            if progress is not None:
+                progress.advance(p.name)
             if ins.verify:
                 verify(graph)
             if ins.dump_dir:
