@@ -201,7 +201,7 @@ def test_packed_matmul_round_trips_through_the_ir_text_and_artifact(tmp_path):
 
 def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
     """1x1 stride-1 Conv (+ bias, + residual Add + Relu fused) through the GEMM, symbolic batch;
-    a strided 1x1 conv keeps the direct lowering."""
+    a strided 1x1 conv too (its B gathered while packing)."""
     from kiln.ops import REGISTRY
     c, m, h, w = 24, 40, 9, 11
     wt, bias = rand(m, c, 1, 1), rand(m)
@@ -215,7 +215,7 @@ def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
                        target="cpu")
     assert mod.host_ops == []
     gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
-    assert len(gemms) == 2 and all(ops[0] == "Conv" for ops in gemms), gemms
+    assert len(gemms) == 3 and all(ops[0] == "Conv" for ops in gemms), gemms
     conv = REGISTRY.get("Conv").reference
     for n in (1, 3):
         x = rand(n, c, h, w)
@@ -228,6 +228,44 @@ def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
         y_out, z_out = mod.run({"x": x})
         check(y_out, np.maximum(u + x, 0), m)
         check(z_out, z, c)
+
+
+# (C, M, H, W, attrs): k x k windows, strides, asymmetric pads, dilation, SAME padding, 1-D; sizes
+# ragged against the 6 x 16 tile, K across several KC blocks, output rows across panel boundaries
+CONVS = [(3, 16, 23, 23, dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3])),
+         (16, 24, 9, 11, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+         (40, 7, 10, 9, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 2, 1])),
+         (5, 13, 12, 14, dict(kernel_shape=[3, 2], dilations=[2, 3], pads=[2, 1, 0, 3])),
+         (8, 9, 7, 8, dict(kernel_shape=[5, 5], auto_pad="SAME_UPPER")),
+         (6, 11, 1, 30, dict(kernel_shape=[1, 4], strides=[1, 3])),
+         (72, 33, 6, 5, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]))]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_kxk_convolutions_run_as_implicit_gemm(n):
+    """Every ungrouped 2-D f32 conv goes through the GEMM with im2col panels gathered while packing;
+    each matches the reference conv, with the bias and a fused Relu."""
+    from kiln.ops import REGISTRY
+    conv = REGISTRY.get("Conv").reference
+    nodes, inits, inputs, outputs, feeds, refs = [], [], [], [], {}, []
+    for k, (c, m, h, w, attrs) in enumerate(CONVS):
+        wt, bias, x = rand(m, c, *attrs["kernel_shape"]), rand(m), rand(n, c, h, w)
+        nodes += [helper.make_node("Conv", [f"x{k}", f"w{k}", f"b{k}"], [f"t{k}"], **attrs),
+                  helper.make_node("Relu", [f"t{k}"], [f"y{k}"])]
+        inits += [numpy_helper.from_array(wt, f"w{k}"), numpy_helper.from_array(bias, f"b{k}")]
+        inputs.append(f32(f"x{k}", ["N", c, h, w]))
+        outputs.append(f32(f"y{k}", None))
+        feeds[f"x{k}"] = x
+        full = dict(auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None,
+                    strides=None)
+        full.update(attrs)
+        refs.append(np.maximum(conv(x, wt, bias, **full), 0))
+    mod = kiln.compile(model(nodes, inputs, outputs, inits), target="cpu", native_only=True)
+    gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
+    assert len(gemms) == len(CONVS), gemms
+    for got, ref in zip(mod.run(feeds), refs):
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_epilogue_group_whose_anchor_is_not_its_first_node():

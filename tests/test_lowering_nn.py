@@ -217,3 +217,35 @@ def test_recurrent_layers():
         add(n_out, ["x", f"W{kind}2", f"R{kind}2", f"B{kind}2"], direction="bidirectional", activations=acts,
             activation_alpha=[0.3, 0.4, 0.5], activation_beta=[0.6, 0.7])
     check(nodes, feeds, outs, inits, opset=22, rtol=1e-4, atol=1e-5)
+
+
+# (C, H, W, attrs): 3x3 and 5x5 windows, stride 1 and 2, dilation, asymmetric pads, rows narrower
+# than a vector, and widths whose interior ends mid-vector
+DEPTHWISE = [(8, 13, 37, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+             (5, 14, 29, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
+             (3, 9, 40, dict(kernel_shape=[5, 5], strides=[2, 2], pads=[2, 1, 2, 0])),
+             (4, 11, 21, dict(kernel_shape=[3, 3], dilations=[2, 2], pads=[2, 2, 2, 2])),
+             (6, 5, 5, dict(kernel_shape=[3, 3])),
+             (2, 7, 33, dict(kernel_shape=[3, 2], strides=[1, 3], pads=[0, 1, 1, 0]))]
+
+
+def test_depthwise_convolutions():
+    """Depthwise convs (group = channels) through kiln/backend/depthwise.py, with a bias and a
+    fused Clip (ReLU6), against the interpreter."""
+    import kiln
+    from kiln.lower.loopir import c_calls
+    from test_lowering_reduce import model
+    rng = np.random.default_rng(5)
+    nodes, feeds, outs, inits = [], {}, [], {}
+    for k, (ch, h, w, attrs) in enumerate(DEPTHWISE):
+        feeds[f"x{k}"] = rng.standard_normal((2, ch, h, w)).astype(np.float32)
+        inits[f"w{k}"] = rng.standard_normal((ch, 1, *attrs["kernel_shape"])).astype(np.float32)
+        inits[f"b{k}"] = rng.standard_normal(ch).astype(np.float32)
+        nodes += [helper.make_node("Conv", [f"x{k}", f"w{k}", f"b{k}"], [f"t{k}"], group=ch, **attrs),
+                  helper.make_node("Clip", [f"t{k}", "lo", "hi"], [f"y{k}"])]
+        outs.append(f"y{k}")
+    inits["lo"], inits["hi"] = np.array(0, np.float32), np.array(6, np.float32)
+    check(nodes, feeds, outs, inits, rtol=1e-5, atol=1e-5)
+    mod = kiln.compile(model(nodes, feeds, outs, inits), target="cpu")
+    dw = [nk for nk in mod._native.program.native.values() if "kiln_dwconv_f32" in c_calls(nk.kernel.body)]
+    assert len(dw) == len(DEPTHWISE)

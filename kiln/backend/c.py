@@ -30,6 +30,76 @@ static inline double kiln_max(double a, double b) { return (a != a || a > b) ? a
 static inline int64_t kiln_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 static inline int64_t kiln_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 static inline float kiln_roundf(float x) { return nearbyintf(x); }
+/* f32 exp, erf and tanh without libm calls: branch-free, so `omp simd` loops vectorize them */
+typedef union { float f; int32_t i; } kiln_fbits;
+static inline float kiln_expf(float x) {
+  /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), exp(r) by a
+     polynomial; 2^n as two factors so results down to the subnormals stay right */
+  const float hi = 88.72283935546875f, lo = -103.97208404541016f;
+  float xc = x > hi ? hi : (x < lo ? lo : x);
+  float n = (xc * 1.44269502162933349609f + 12582912.0f) - 12582912.0f;
+  float r = xc - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9826495554298162e-4f;
+  p = p * r + 1.3946021208539605e-3f;
+  p = p * r + 8.33342969417572e-3f;
+  p = p * r + 4.1666269302368164e-2f;
+  p = p * r + 0.1666666567325592f;
+  p = p * r + 0.5f;
+  p = p * (r * r) + r + 1.0f;
+  int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
+  kiln_fbits s1, s2;
+  s1.i = (n1 + 127) << 23;
+  s2.i = (n2 + 127) << 23;
+  float y = p * s1.f * s2.f;
+  y = x > hi ? __builtin_inff() : y;
+  y = x < lo ? 0.0f : y;
+  return x != x ? x : y;
+}
+static inline float kiln_erff(float x) {
+  /* |x| < 0.875: x P(x^2); above: 1 - exp(Q(|x|)), Q fitted to log erfc; 1 from |x| = 4 on */
+  float t = x < 0 ? -x : x;
+  float s = x * x;
+  float p = 8.671101386426017e-05f;
+  p = p * s + -8.210109081119299e-04f;
+  p = p * s + 5.206660833209753e-03f;
+  p = p * s + -2.686155028641224e-02f;
+  p = p * s + 0.11283732205629349f;
+  p = p * s + -0.37612634897232056f;
+  p = p * s + 1.128379225730896f;
+  float small = x * p;
+  float u = t > 4.0f ? 4.0f : t;
+  float q = -5.846182915547615e-08f;
+  q = q * u + 1.4034065998203005e-06f;
+  q = q * u + -1.3194431630836334e-05f;
+  q = q * u + 4.472398359212093e-05f;
+  q = q * u + 2.4071507505141199e-04f;
+  q = q * u + -3.8249497301876545e-03f;
+  q = q * u + 2.475942112505436e-02f;
+  q = q * u + -0.10810446739196777f;
+  q = q * u + -0.6333292722702026f;
+  q = q * u + -1.1295722723007202f;
+  q = q * u + 1.924469688674435e-04f;
+  float big = 1.0f - kiln_expf(q);
+  big = t >= 4.0f ? 1.0f : big;
+  big = x < 0 ? -big : big;
+  return t < 0.875f ? small : (x != x ? x : big);
+}
+static inline float kiln_tanhf(float x) {
+  /* |x| < 0.55: x + x^3 P(x^2); above: 1 - 2 / (exp(2|x|) + 1), with the sign of x */
+  float t = x < 0 ? -x : x;
+  float s = x * x;
+  float p = 2.3921895772218704e-03f;
+  p = p * s + -8.410617709159851e-03f;
+  p = p * s + 2.1781671792268753e-02f;
+  p = p * s + -5.395946651697159e-02f;
+  p = p * s + 0.13333292305469513f;
+  p = p * s + -0.3333333134651184f;
+  float small = x + x * s * p;
+  float big = 1.0f - 2.0f / (kiln_expf(2.0f * t) + 1.0f);
+  big = x < 0 ? -big : big;
+  return x == 0.0f ? x : (t < 0.55f ? small : (x != x ? x : big));
+}
 static inline double kiln_round(double x) { return nearbyint(x); }
 """
 
@@ -39,6 +109,8 @@ MATH = {name: (f"{name}f", name) for name in (
     "asinh", "acosh", "atanh", "erf", "floor", "ceil", "fabs", "pow", "fmod", "log1p", "expm1",
     "atan2", "exp2")}
 MATH["round"] = ("kiln_roundf", "kiln_round")
+for _name in ("exp", "erf", "tanh"):        # f32: kiln's own, so loops over them vectorize
+    MATH[_name] = (f"kiln_{_name}f", _name)
 MATH["min"] = ("kiln_minf", "kiln_min")
 MATH["max"] = ("kiln_maxf", "kiln_max")
 
@@ -163,15 +235,21 @@ class CRenderer:
         return out
 
     def work(self, loop: For) -> str:
-        """Total iterations of a loop and the perfectly nested loops under it (a C expression)."""
+        """Iterations of a loop times the work of one (a C expression): the extents of the perfectly
+        nested loops under it, times a static estimate of the body where the nest ends (a row of
+        a convolution, say, is worth many elements)."""
         parts = []
         s = loop
         while isinstance(s, For):
             parts.append(f"({self.expr(s.extent)})")
             inner = [b for b in s.body if not isinstance(b, Comment)]
-            s = inner[0] if len(inner) == 1 else None
-            if s is not None and not isinstance(s, For):
-                break
+            if len(inner) == 1 and isinstance(inner[0], For):
+                s = inner[0]
+                continue
+            est = _static_work(inner)
+            if est > 1:
+                parts.append(str(est))
+            break
         return " * ".join(parts)
 
     def kernel(self, k: Kernel, name: str | None = None) -> str:
@@ -186,3 +264,20 @@ class CRenderer:
         lines += self.stmts(k.body, "  ")
         lines.append("}")
         return "\n".join(lines)
+
+
+def _static_work(stmts, unknown: int = 16) -> int:
+    """A rough count of the statements `stmts` execute (loops of unknown extent count `unknown`
+    iterations), capped: it only decides whether a loop is worth threads."""
+    total = 0
+    for s in stmts:
+        if isinstance(s, For):
+            n = s.extent.value if isinstance(s.extent, Const) else unknown
+            total += max(n, 0) * _static_work(s.body, unknown)
+        elif isinstance(s, If):
+            total += 1 + max(_static_work(s.then, unknown), _static_work(s.orelse or [], unknown))
+        elif not isinstance(s, Comment):
+            total += 1
+        if total > 1 << 20:
+            return 1 << 20
+    return total

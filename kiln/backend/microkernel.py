@@ -19,6 +19,8 @@ Layouts (MR x NR micro-tile, NR = NV * VW):
 Entry points (NAME = f"{mr}x{nr}v{vw}"):
     kiln_gemm_pack_a_NAME(A, rs, cs, mc, kc, alpha)       A[i*rs + k*cs] * alpha -> scratch A
     kiln_gemm_pack_b_NAME(B, rs, cs, kc, nc)              B[k*rs + j*cs] -> scratch B
+    kiln_gemm_pack_b_conv_NAME(X, H, W, OW, KH, KW, sh, sw, ph, pw, dh, dw, pc, kc, n0, nc)
+                                                          im2col(X) rows/columns -> scratch B
     kiln_gemm_tile_NAME(kc, a_off, bp, c, ldc, mr, nr, acc)      B panel from a pointer (weights)
     kiln_gemm_tile_s_NAME(kc, a_off, b_off, c, ldc, mr, nr, acc) B panel from scratch B
     kiln_gemm_tile_d_NAME(kc, a_off, b, ldb, c, ldc, mr, nr, acc) B read in place (row stride ldb)
@@ -199,6 +201,59 @@ static __attribute__((unused)) void kiln_gemm_pack_b_{n}(const float* restrict B
         bp[full * kc + k * {nr} + c] = full + c < nc ? B[k * rs + (full + c) * cs] : 0.0f;
   }}
 }}
+
+/* Implicit GEMM for a 2-D convolution: rows pc..pc+kc of the im2col matrix of one image X (C x H x W;
+   row k = (c, dy, dx) of a KH x KW window, column j = (oy, ox) of the OW-wide output) for columns
+   n0..n0+nc, gathered straight into column panels of {nr} (the layout of pack_b). For each row and
+   output row, the columns whose input lies in the padding are zeros and the others a contiguous run
+   of the input row at stride 1; runs are copied in pieces that stay inside one panel. */
+static __attribute__((unused)) void kiln_gemm_pack_b_conv_{n}(const float* restrict X, int64_t H,
+    int64_t W, int64_t OW, int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+    int64_t dh, int64_t dw, int64_t pc, int64_t kc, int64_t n0, int64_t nc) {{
+  float* restrict bp = kiln_gemm_buf_{n}(1, (nc + {nr - 1}) / {nr} * {nr} * kc);
+  const int64_t taps = KH * KW;
+  for (int64_t k = 0; k < kc; ++k) {{
+    const int64_t kk = pc + k, c = kk / taps, t = kk % taps;
+    const int64_t ry = (t / KW) * dh - ph, rx = (t % KW) * dw - pw;
+    const float* restrict xc = X + c * H * W;
+    /* output columns ox whose input column ox*sw + rx lies in [0, W) */
+    const int64_t lo = rx >= 0 ? 0 : (-rx + sw - 1) / sw;
+    int64_t hi = W - rx <= 0 ? 0 : (W - rx + sw - 1) / sw;
+    if (hi > OW) hi = OW;
+    int64_t j = 0;
+    while (j < nc) {{
+      const int64_t g = n0 + j, oy = g / OW, ox0 = g % OW;
+      const int64_t run = OW - ox0 < nc - j ? OW - ox0 : nc - j;
+      const int64_t iy = oy * sh + ry;
+      const int valid_row = iy >= 0 && iy < H;
+      const float* restrict src = xc + iy * W + rx;
+      for (int64_t q = 0; q < run;) {{
+        const int64_t jj = j + q, off = jj % {nr};
+        int64_t m = {nr} - off;
+        if (m > run - q) m = run - q;
+        float* restrict dst = bp + (jj / {nr}) * kc * {nr} + k * {nr} + off;
+        const int64_t ox = ox0 + q;
+        if (!valid_row || ox + m <= lo || ox >= hi) {{
+          for (int64_t e = 0; e < m; ++e) dst[e] = 0.0f;
+        }} else if (sw == 1 && ox >= lo && ox + m <= hi) {{
+          const float* restrict s = src + ox;
+          for (int64_t e = 0; e < m; ++e) dst[e] = s[e];
+        }} else {{
+          for (int64_t e = 0; e < m; ++e) {{
+            const int64_t o = ox + e;
+            dst[e] = o >= lo && o < hi ? src[o * sw] : 0.0f;
+          }}
+        }}
+        q += m;
+      }}
+      j += run;
+    }}
+  }}
+  const int64_t full = nc / {nr} * {nr};
+  if (full < nc)
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t c = nc - full; c < {nr}; ++c) bp[full * kc + k * {nr} + c] = 0.0f;
+}}
 """
 
 
@@ -262,7 +317,7 @@ def gemm_source(cfg: GemmConfig) -> str:
 def _configs() -> dict:
     out = {}
     for cfg in (host_config(), GemmConfig(8, 6, 2), GemmConfig(16, 6, 2), GemmConfig(4, 6, 4)):
-        for what in ("pack_a", "pack_b", "tile", "tile_s", "tile_d"):
+        for what in ("pack_a", "pack_b", "pack_b_conv", "tile", "tile_s", "tile_d"):
             out[cfg.fn(what)] = cfg
     return out
 
@@ -271,12 +326,17 @@ _FN_CONFIG = _configs()
 
 
 def support_code(fns) -> str:
-    """The support code the C functions `fns` need (each configuration once), or ""."""
-    cfgs = []
+    """The support code the C functions `fns` need (each GEMM configuration once; the depthwise
+    convolution of kiln/backend/depthwise.py), or ""."""
+    from . import depthwise
+    cfgs, parts = [], []
     for f in fns:
+        if f == depthwise.FN:
+            parts.append(depthwise.source(host_config().vw))
+            continue
         cfg = _FN_CONFIG.get(f)
         if cfg is None:
             raise KeyError(f"no C support code provides {f!r}")
         if cfg not in cfgs:
             cfgs.append(cfg)
-    return "\n".join(gemm_source(c) for c in cfgs)
+    return "\n".join([gemm_source(c) for c in cfgs] + parts)

@@ -21,8 +21,9 @@ B is shared read-only); with B packed at run time, few blocks of many rows (B is
 block). Block counts are even when above one (PAR = 2 threads on the machines kiln targets) and
 tiny products run on one thread. Ragged M/N/K go through the same kernel (zero-padded panels).
 Anything else (f64, integers, shapes this does not handle) falls back to linalg_lower's loops.
-A 1x1, stride-1, unpadded 2-D Conv is the same GEMM per image (W @ X[n], bias and fused epilogue per
-tile); other convolutions keep nn_lower's lowering.
+An ungrouped 2-D Conv is the same GEMM per image (W @ im2col(X[n]), bias and fused epilogue per
+tile): at 1x1/stride 1/no padding X[n] is packed as it is, otherwise im2col panels are gathered
+from X while packing (implicit GEMM). Grouped and other convolutions keep nn_lower's lowering.
 """
 from __future__ import annotations
 
@@ -121,13 +122,17 @@ class GemmSpec:
     alpha: float = 1.0
     c: TensorRef | None = None           # Gemm's C, broadcast to M x N
     beta: float = 0.0
+    # B gathered while packing (implicit GEMM): (bbase, pc, kc, n0, nc) -> the packing call
+    gather_b: Callable | None = None
+    split_n: bool = False                # threads split the columns (each packs only its own)
 
 
 def _direct(spec: GemmSpec) -> bool:
     """Few rows and a row-major B known at run time: the tiles read B in place (no packing). Not
     when a single row panel would walk B's columns with a row stride of a multiple of 4 KiB (every
     row in the same cache set: packing, which reads rows sequentially, is faster then)."""
-    if spec.packed or not (isinstance(spec.M, Const) and spec.M.value <= DIRECT_M):
+    if spec.packed or spec.gather_b is not None or not (isinstance(spec.M, Const)
+                                                        and spec.M.value <= DIRECT_M):
         return False
     if not (isinstance(spec.csb, Const) and spec.csb.value == 1):
         return False
@@ -151,6 +156,8 @@ def _partition(spec: GemmSpec, cfg) -> tuple[Expr, Expr]:
     gn = _cdiv(nnr, cfg.nc // cfg.nr)
     if spec.packed or _direct(spec):
         gm = _min(nmr, _round_even(_max(1, _cdiv(nmr, cfg.mc // cfg.mr))))
+    elif spec.split_n:
+        gm = Const(1)
     else:
         gm = _min(_max(nmr, 1), PAR)
     gn = _if_one(gm, _min(_max(nnr, 1), _round_even(_max(gn, PAR))), gn)
@@ -239,7 +246,9 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
                                       spec.rsa, spec.csa, mc, kc, Const(float(spec.alpha), "f32"))),
              For(jb.name, _cdiv(sub(n1, n0), NR), jloop)]
     kloop = [let(pc, mul(kb, Const(KC))), let(kc, _min(Const(KC), sub(K, pc)))]
-    if not spec.packed and not direct:
+    if spec.gather_b is not None:
+        kloop.append(spec.gather_b(bbase, pc, kc, n0, sub(n1, n0)))
+    elif not spec.packed and not direct:
         kloop.append(CallC(cfg.fn("pack_b"), (
             Ref(spec.b.buf, add(bbase, add(mul(pc, spec.rsb), mul(n0, spec.csb))), "f32"),
             spec.rsb, spec.csb, kc, sub(n1, n0))))
@@ -369,36 +378,50 @@ def lower_packed(ctx: LowerCtx):
     return emit_gemm(ctx, _matmul_spec(ctx, a, bp, y, True, K, N))
 
 
-def lower_conv_1x1(ctx: LowerCtx):
-    """A 1x1, stride-1, unpadded, ungrouped 2-D convolution is a GEMM per image:
-    Y[n] (M x HW) = W (M x C) @ X[n] (C x HW), the bias broadcast along rows; None when the
-    convolution is not of that kind (the direct lowering then runs)."""
+def lower_conv_gemm(ctx: LowerCtx):
+    """An ungrouped 2-D f32 convolution is a GEMM per image: Y[n] (M x OH*OW) = W (M x C*KH*KW) @
+    im2col(X[n]), the bias broadcast along rows. At 1x1, stride 1 and no padding im2col(X[n]) is X[n]
+    itself (packed like any matrix); otherwise its panels are gathered from X while packing
+    (implicit GEMM: the im2col matrix never exists whole). None when the convolution is not of that
+    kind (the direct lowering then runs)."""
+    from .nn_lower import conv_geometry
     x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
-    at = ctx.attrs
     ws = w.static_shape()
-    if x.rank != 4 or ws is None or len(ws) != 4 or ws[2:] != (1, 1) or at["group"] != 1:
-        return None
-    if any(v != 1 for v in (at["strides"] or [1])) or any(v != 0 for v in (at["pads"] or [0])):
+    if x.rank != 4 or ws is None or len(ws) != 4 or ctx.attrs["group"] != 1:
         return None
     if not _f32(x, w, y, b) or (b is not None and b.rank != 1):
         return None
+    try:
+        _, _, _, kernel, strides, dil, begin, _ = conv_geometry(ctx)
+    except NotLowerable:
+        return None
     M, C = Const(ws[0]), Const(ws[1])
+    K = Const(ws[1] * ws[2] * ws[3])
     H, W = x.shape[2], x.shape[3]
-    HW = mul(H, W)
-    wmat = TensorRef(w.buf, w.dtype, [M, C], w.data)
+    OH, OW = y.shape[2], y.shape[3]
+    HWo = mul(OH, OW)
+    wmat = TensorRef(w.buf, w.dtype, [M, K], w.data)
     bias = None if b is None else TensorRef(b.buf, b.dtype, [M, Const(1)])
+    cfg = host_config()
+    plain = kernel == (1, 1) and strides == (1, 1) and begin == (0, 0)
+
+    def gather(bbase, pc, kc, n0, nc):
+        geom = [Const(v) for v in (*kernel, *strides, *begin, *dil)]
+        return CallC(cfg.fn("pack_b_conv"), (Ref(x.buf, bbase, "f32"), H, W, OW, *geom, pc, kc, n0, nc))
 
     def out_idx(bv, m, n):
-        return [bv[0], m, _div(n, W), _mod(n, W)]
-    spec = GemmSpec(M, HW, C, [x.shape[0]], wmat, lambda bv: Const(0), C, Const(1), x, False,
-                    lambda bv: mul(bv[0], mul(C, HW)), HW, Const(1), y, out_idx, 1.0, bias, 1.0)
+        return [bv[0], m, _div(n, OW), _mod(n, OW)]
+    big_n = isinstance(HWo, Const) and HWo.value >= ws[0]
+    spec = GemmSpec(M, HWo, K, [x.shape[0]], wmat, lambda bv: Const(0), K, Const(1), x, False,
+                    lambda bv: mul(bv[0], mul(C, mul(H, W))), HWo, Const(1), y, out_idx, 1.0, bias,
+                    1.0, None if plain else gather, split_n=not plain and big_n)
     return emit_gemm(ctx, spec)
 
 
 def _conv_or(direct):
     def lower(ctx: LowerCtx):
-        stmts = lower_conv_1x1(ctx)
+        stmts = lower_conv_gemm(ctx)
         return direct(ctx) if stmts is None else stmts
     lower.__doc__ = f"1x1 convolutions as GEMM (gemm_lower), others: {direct.__module__}"
     return lower

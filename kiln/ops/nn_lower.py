@@ -1,9 +1,11 @@
 """Native lowerings of convolution (nn.py): direct convolution in NCHW, 1-D and 2-D.
 
-Loop order: (n, output channel) in parallel; for each input channel and kernel tap the whole output
-plane is updated, with the valid output column range computed up front so the innermost loop has
-no bounds checks (contiguous and vectorizable at stride 1). Fast schedules (blocked layouts,
-packed weights, micro-kernels) come with the optimizer; this is the plain, correct starting point.
+Ungrouped f32 2-D convolutions run as implicit GEMM (gemm_lower.py). This direct lowering serves
+the rest, grouped and depthwise convolutions above all. Loop order: (n, output channel) in parallel,
+then output rows; each row takes every input channel and kernel tap while it sits in L1, with the
+valid output column range of each kernel column computed up front so the innermost loop has no
+bounds checks (contiguous and vectorizable at stride 1), and the fused epilogue runs on it before
+the next row.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from ..lower.context import NotLowerable, TensorRef
 import numpy as np
 
 from ..lower.exprs import FLOAT, binop, c, call, cast, maximum, minimum, select
-from ..lower.loopir import Assign, Bin, Const, For, If, Let, Load, Store, Var, add, mul, product, sub
+from ..lower.loopir import (Assign, Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul,
+                             product, sub)
 
 
 def _ceil_div(a, b: int):
@@ -47,12 +50,23 @@ def conv_geometry(ctx):
     return x, w, y, kernel, strides, dilations, begin, a["group"]
 
 
-def col_range(ctx, out_w, in_w, kw, stride, dil, pad):
-    """Output columns whose input column ow*stride - pad + kw*dil lies inside [0, in_w)."""
-    off = kw * dil - pad
-    lo = maximum(c(0, "i64"), _ceil_div(Const(-off), stride)) if off < 0 else Const(0)
-    hi = minimum(out_w, _ceil_div(sub(in_w, Const(off)), stride))
-    return lo, hi, off
+def window_row(ctx, oh, H, W, OW, kernel, strides, dil, begin, tap) -> list:
+    """The kernel taps of one output row `oh` of a 2-D window op: loops over kernel rows (input
+    rows outside [0, H) skipped) and kernel columns, each column a check-free, vectorizable loop
+    over the output columns whose input column lies in [0, W). `tap(r, s, ih, off, ow)` gives
+    (statements before the column loop, its body), where the input column is ow*stride + off."""
+    r, s, ow = (Var(ctx.fresh(v)) for v in ("r", "s", "ow"))
+    ih, off, lo, hi = (Var(ctx.fresh(v)) for v in ("ih", "off", "lo", "hi"))
+    sw = strides[1]
+    pre, body = tap(r, s, ih, off, ow)
+    cols = [Let(off.name, sub(mul(s, Const(dil[1])), Const(begin[1])), "i64"),
+            Let(lo.name, maximum(Const(0), _ceil_div(sub(Const(0), off), sw)), "i64"),
+            Let(hi.name, minimum(OW, _ceil_div(sub(W, off), sw)), "i64")]
+    cols += pre + [For(ow.name, hi, body, "vector", lo)]
+    inside = binop("&&", binop(">=", ih, Const(0)), binop("<", ih, H))
+    rows = [Let(ih.name, add(mul(oh, Const(strides[0])), sub(mul(r, Const(dil[0])), Const(begin[0]))), "i64"),
+            If(inside, [For(s.name, Const(kernel[1]), cols)])]
+    return [For(r.name, Const(kernel[0]), rows)]
 
 
 def lower_conv(ctx):
@@ -64,49 +78,59 @@ def lower_conv(ctx):
     N, C, H, W = x.shape
     M, OH, OW = y.shape[1], y.shape[2], y.shape[3]
     cin = w.shape[1]                       # input channels per group
+    if dt == "f32" and group > 1 and cin == Const(1) and M == Const(group) and ctx.inputs[0].rank == 4:
+        return _depthwise(ctx, x, w, y, b, kernel, strides, dil, begin)
     m_per_g = Bin("floordiv", M, Const(group), "i64") if group != 1 else M
-    n, m, ic, kh, kw_, oh, ow = (Var(ctx.fresh(s)) for s in ("n", "m", "ic", "kh", "kw", "oh", "ow"))
+    n, m, ic, oh = (Var(ctx.fresh(s)) for s in ("n", "m", "ic", "oh"))
     kh_sz, kw_sz = kernel
-    plane = mul(OH, OW)
-    ybase = ctx.fresh("ybase")
-    ybase_v = Var(ybase)
+    ybase, row, cbase = (Var(ctx.fresh(s)) for s in ("ybase", "row", "cbase"))
     init = b.load(m) if b is not None else c(0, dt)
-    body = [Let(ybase, mul(add(mul(n, M), m), plane), "i64")]
-    i0 = Var(ctx.fresh("p"))
-    body.append(For(i0.name, plane, [Store(y.buf, add(ybase_v, i0), init)], "vector"))
-    # taps: kernel rows/cols unrolled at compile time (their ranges need them as constants)
-    cbase = ctx.fresh("cbase")
     g_in = mul(Bin("floordiv", m, m_per_g, "i64"), cin) if group != 1 else Const(0)
-    taps = []
-    for r in range(kh_sz):
-        for s in range(kw_sz):
-            wv = ctx.fresh("w")
-            widx = add(mul(add(mul(m, cin), ic), Const(kh_sz * kw_sz)), Const(r * kw_sz + s))
-            row_off = r * dil[0] - begin[0]
-            ih = add(mul(oh, Const(strides[0])), Const(row_off))
-            lo, hi, off = col_range(ctx, OW, W, s, strides[1], dil[1], begin[1])
-            lo_v, hi_v = ctx.fresh("lo"), ctx.fresh("hi")
-            iw = add(mul(ow, Const(strides[1])), Const(off))
-            xi = add(add(Var(cbase), mul(ih, W)), iw)
-            yi = add(add(ybase_v, mul(oh, OW)), ow)
-            upd = Store(y.buf, yi, binop("+", Load(y.buf, yi, dt), binop("*", Var(wv, dt), x.load(xi))))
-            row_lo = maximum(Const(0), _ceil_div(Const(-row_off), strides[0])) if row_off < 0 else Const(0)
-            row_hi = minimum(OH, _ceil_div(sub(H, Const(row_off)), strides[0]))
-            taps += [Let(wv, w.load(widx), dt), Let(lo_v, lo, "i64"), Let(hi_v, hi, "i64"),
-                     For(oh.name, row_hi, [For(ow.name, Var(hi_v), [upd], "vector", Var(lo_v))],
-                         "serial", row_lo)]
-    chan = add(g_in, ic)
-    body.append(For(ic.name, cin, [Let(cbase, mul(add(mul(n, C), chan), mul(H, W)), "i64")] + taps))
+
+    def tap(r, s, ih, off, ow):
+        wv = Var(ctx.fresh("w"), dt)
+        widx = add(mul(add(mul(m, cin), ic), Const(kh_sz * kw_sz)), add(mul(r, Const(kw_sz)), s))
+        xi = add(add(cbase, mul(ih, W)), add(mul(ow, Const(strides[1])), off))
+        yi = add(row, ow)
+        return [Let(wv.name, w.load(widx), dt)], \
+            [Store(y.buf, yi, binop("+", Load(y.buf, yi, dt), binop("*", wv, x.load(xi))))]
+    taps = [Let(cbase.name, mul(add(mul(n, C), add(g_in, ic)), mul(H, W)), "i64")]
+    taps += window_row(ctx, oh, H, W, OW, kernel, strides, dil, begin, tap)
+    p = Var(ctx.fresh("p"))
+    per_row = [Let(row.name, add(ybase, mul(oh, OW)), "i64"),
+               For(p.name, OW, [Store(y.buf, add(row, p), init)], "vector"),
+               For(ic.name, cin, taps)]
     if ctx.epilogue is not None and ctx.outputs[0].rank == 4:
-        # fused elementwise chain (bias, residual, activation) on the finished, cache-hot plane
-        p = Var(ctx.fresh("p"))
-        idx = [n, m, Bin("/", p, OW, "i64"), Bin("%", p, OW, "i64")]
-        body.append(For(p.name, plane, ctx.epilogue(add(ybase_v, p), idx), "vector"))
+        # the fused elementwise chain (bias, residual, activation) on the finished, L1-hot row
+        q = Var(ctx.fresh("q"))
+        per_row.append(For(q.name, OW, ctx.epilogue(add(row, q), [n, m, oh, q]), "vector"))
         ctx.epilogue_done = True
-    # one parallel loop over (image, output channel) pairs
     nm = Var(ctx.fresh("nm"))
-    split = [Let(n.name, Bin("/", nm, M, "i64"), "i64"), Let(m.name, Bin("%", nm, M, "i64"), "i64")]
-    return [For(nm.name, mul(N, M), split + body, "parallel")]
+    body = [Let(n.name, Bin("/", nm, M, "i64"), "i64"), Let(m.name, Bin("%", nm, M, "i64"), "i64"),
+            Let(ybase.name, mul(add(mul(n, M), m), mul(OH, OW)), "i64"), For(oh.name, OH, per_row)]
+    # one parallel loop over (image, output channel) pairs; each output row is finished (every
+    # input channel and kernel tap) while it sits in L1
+    return [For(nm.name, mul(N, M), body, "parallel")]
+
+
+def _depthwise(ctx, x, w, y, b, kernel, strides, dil, begin):
+    """One output channel per input channel: a plane per call of the depthwise kernel
+    (kiln/backend/depthwise.py), then the fused epilogue over the plane while it is cache-hot."""
+    from ..backend.depthwise import FN
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    nc, p = Var(ctx.fresh("nc")), Var(ctx.fresh("p"))
+    c_ = Bin("%", nc, C, "i64")
+    plane_in, plane_out = mul(nc, mul(H, W)), mul(nc, mul(OH, OW))
+    bias = b.load(c_) if b is not None else c(0, "f32")
+    geom = [Const(v) for v in (*kernel, *strides, *begin, *dil)]
+    body = [CallC(FN, (Ref(x.buf, plane_in, "f32"), Ref(w.buf, mul(c_, Const(kernel[0] * kernel[1])), "f32"),
+                       bias, Ref(y.buf, plane_out, "f32"), H, W, OH, OW, *geom))]
+    if ctx.epilogue is not None:
+        body.append(For(p.name, mul(OH, OW), ctx.epilogue(add(plane_out, p), [
+            Bin("/", nc, C, "i64"), c_, Bin("/", p, OW, "i64"), Bin("%", p, OW, "i64")]), "vector"))
+        ctx.epilogue_done = True
+    return [For(nc.name, mul(N, C), body, "parallel")]
 
 
 LOWER = {"Conv": lower_conv}
@@ -147,6 +171,8 @@ def lower_pool(kind: str):
                 x0.rank not in (3, 4) or x0.dtype not in FLOAT:
             return lower_pool_nd(ctx, kind)
         x, y, kernel, strides, dil, begin, end = pool_geometry(ctx)
+        if kind == "max":
+            return _max_pool_rows(ctx, x, y, kernel, strides, dil, begin)
         dt = x.dtype
         N, C, H, W = x.shape
         OH, OW = y.shape[2], y.shape[3]
@@ -179,6 +205,26 @@ def lower_pool(kind: str):
         body.append(Store(y.buf, add(mul(add(mul(nc, OH), oh), OW), ow), out))
         return [For(nc.name, mul(N, C), [For(oh.name, OH, [For(ow.name, OW, body)])], "parallel")]
     return lower
+
+
+def _max_pool_rows(ctx, x, y, kernel, strides, dil, begin):
+    """MaxPool row by row (the schedule of the direct convolution): each output row starts at -inf
+    and takes the max over the kernel taps, each tap a check-free, vectorizable column range."""
+    dt = x.dtype
+    N, C, H, W = x.shape
+    OH, OW = y.shape[2], y.shape[3]
+    nc, oh, p = (Var(ctx.fresh(s)) for s in ("nc", "oh", "p"))
+    row, xbase = Var(ctx.fresh("row")), Var(ctx.fresh("xbase"))
+
+    def tap(r, s, ih, off, ow):
+        xi = add(add(xbase, mul(ih, W)), add(mul(ow, Const(strides[1])), off))
+        yi = add(row, ow)
+        return [], [Store(y.buf, yi, maximum(Load(y.buf, yi, dt), x.load(xi)))]
+    per_row = [Let(row.name, mul(add(mul(nc, OH), oh), OW), "i64"),
+               For(p.name, OW, [Store(y.buf, add(row, p), c(float("-inf"), dt))], "vector")]
+    per_row += window_row(ctx, oh, H, W, OW, kernel, strides, dil, begin, tap)
+    body = [Let(xbase.name, mul(nc, mul(H, W)), "i64"), For(oh.name, OH, per_row)]
+    return [For(nc.name, mul(N, C), body, "parallel")]
 
 
 def lower_global_pool(kind: str):

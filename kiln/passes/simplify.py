@@ -31,6 +31,8 @@ class Ctx:
     names: Names            # fresh names, unique over the whole model
     used: set               # values used when the sweep began (a superset of those used now)
     outputs: set            # the graph's outputs
+    before: list            # new nodes a rule adds: they go right before the node it looks at
+    users: dict | None = None   # value -> number of uses when the sweep began
 
 
 Rule = Callable[[Node, Ctx], "Value | bool | None"]
@@ -40,8 +42,9 @@ Rule = Callable[[Node, Ctx], "Value | bool | None"]
 def simplify(graph: Graph) -> Graph:
     """Apply the local rewrites of RULES until none applies (mutates the graph, returns it):
     identities, inference Dropout, x+0 / x*1, no-op and round-trip Casts, Transpose pairs,
-    Reshape pairs, reshapes to the input's own shape, and Squeeze/Unsqueeze/Flatten/Reshape
-    chains folded into one Reshape."""
+    Reshape pairs, reshapes to the input's own shape, Squeeze/Unsqueeze/Flatten/Reshape
+    chains folded into one Reshape, Pow by 1/2/3 as multiplies, and a Gemm between a flattening
+    and an unflattening Reshape as MatMul + bias."""
     _simplify(graph, Names(graph))
     return graph
 
@@ -53,7 +56,7 @@ def _simplify(g: Graph, names: Names):
 
 
 def _sweep(g: Graph, names: Names) -> bool:
-    ctx = Ctx(g, names, used_values(g), set(g.outputs))
+    ctx = Ctx(g, names, used_values(g), set(g.outputs), [], _use_counts(g))
     subst, kept, changed = Subst(), [], False
     for node in g.nodes:
         subst.apply(node)
@@ -64,6 +67,8 @@ def _sweep(g: Graph, names: Names) -> bool:
             result = rule(node, ctx)
             if result is not None:
                 break
+        kept += ctx.before
+        ctx.before.clear()
         if isinstance(result, Value):
             subst.redirect(node.outputs[0], result)
             changed = True
@@ -75,6 +80,25 @@ def _sweep(g: Graph, names: Names) -> bool:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+def _use_counts(g: Graph) -> dict:
+    """value -> how many node inputs (and graph outputs) of `g` read it, when the sweep began."""
+    n: dict = {}
+    for node in g.nodes:
+        for v in node.inputs:
+            if v is not None:
+                n[v] = n.get(v, 0) + 1
+    for v in g.outputs:
+        n[v] = n.get(v, 0) + 1
+    return n
+
+
+def new_node(ctx: Ctx, op: str, inputs: list, like: Value, type=None, attrs=None) -> Value:
+    """Add `op(inputs)` before the node being rewritten; its output (named after `like`)."""
+    out = Value(ctx.names.fresh(f"{like.name}_{op.lower()}"), type if type is not None else like.type)
+    ctx.before.append(Node(op, inputs, [out], attrs or {}, name=out.name))
+    return out
+
+
 def forward(node: Node, ctx: Ctx, v: Value | None):
     """`v` as the node's replacement, unless the node computes a graph output."""
     if v is None or node.outputs[0] in ctx.outputs:
@@ -302,6 +326,66 @@ def shape_chain(node, ctx):
     return True
 
 
+# --- arithmetic ------------------------------------------------------------------------------
+def pow_small_int(node, ctx):
+    """Pow(x, 1) -> x, Pow(x, 2) -> x*x, Pow(x, 3) -> x*x*x, for float x and a scalar exponent that
+    does not broadcast x (GPT-2's GELU cubes; a multiply vectorizes, powf does not)."""
+    x, e = node.inputs[0], node.inputs[1]
+    c = const_data(e)
+    tx, ty = tensor_type(x), tensor_type(node.outputs[0])
+    if c is None or c.size != 1 or tx is None or tx != ty or tx.dtype.name not in ("f32", "f64", "f16", "bf16"):
+        return None
+    k = float(c.reshape(-1)[0])
+    if k == 1:
+        return forward(node, ctx, x)
+    if k not in (2, 3):
+        return None
+    if k == 3:
+        x2 = new_node(ctx, "Mul", [x, x], node.outputs[0])
+        node.op, node.inputs, node.attrs = "Mul", [x2, x], {}
+    else:
+        node.op, node.inputs, node.attrs = "Mul", [x, x], {}
+    return True
+
+
+def gemm_between_reshapes(node, ctx):
+    """Reshape(Gemm(Reshape(h, [-1, K]), W, b), h.shape[:-1] + [N]) -> MatMul(h, W) + b: the
+    flattening (as torch's Linear on 3-D inputs exports, GPT-2's Conv1D) goes, so the product
+    takes the epilogue that follows it (bias, activation) in one kernel."""
+    g = producer(node.inputs[0], "Gemm")
+    if g is None or ctx.users.get(g.outputs[0], 0) != 1 or g.outputs[0] in ctx.outputs:
+        return None
+    a = producer(g.inputs[0], "Reshape", "Flatten")
+    if a is None:
+        return None
+    h, w = a.inputs[0], g.inputs[1]
+    b = g.inputs[2] if len(g.inputs) > 2 else None
+    at = g.attrs
+    if at.get("transA", 0) or at.get("alpha", 1.0) != 1.0 or (b is not None and at.get("beta", 1.0) != 1.0):
+        return None
+    th, tw, ty = h.type, w.type, node.outputs[0].type
+    if not (isinstance(th, TensorType) and isinstance(tw, TensorType) and isinstance(ty, TensorType)) \
+            or th.shape is None or tw.shape is None or ty.shape is None or len(th.shape) < 2 \
+            or len(tw.shape) != 2 or th.dtype != ty.dtype:
+        return None
+    k, n = (tw.shape[1], tw.shape[0]) if at.get("transB", 0) else tw.shape
+    if th.shape[-1] != k or not isinstance(k, int) or list(ty.shape) != list(th.shape[:-1]) + [n] \
+            or None in ty.shape:
+        return None
+    if b is not None:
+        tb = b.type
+        if not isinstance(tb, TensorType) or tb.shape is None or len(tb.shape) > 1:
+            return None
+    if at.get("transB", 0):
+        w = new_node(ctx, "Transpose", [w], node.outputs[0], TensorType(tw.dtype, (k, n)))
+    if b is None:
+        node.op, node.inputs, node.attrs = "MatMul", [h, w], {}
+        return True
+    m = new_node(ctx, "MatMul", [h, w], node.outputs[0])
+    node.op, node.inputs, node.attrs = "Add", [m, b], {}
+    return True
+
+
 RULES: dict[str, list[Rule]] = {
     "Identity": [identity],
     "Dropout": [dropout_at_inference],
@@ -311,7 +395,8 @@ RULES: dict[str, list[Rule]] = {
     "Div": [mul_one],
     "Cast": [cast_noop, cast_round_trip],
     "Transpose": [transpose_pair],
-    "Reshape": [shape_noop, reshape_pair, shape_chain],
+    "Reshape": [shape_noop, gemm_between_reshapes, reshape_pair, shape_chain],
+    "Pow": [pow_small_int],
     "Squeeze": [shape_noop, shape_chain],
     "Unsqueeze": [shape_noop, shape_chain],
     "Flatten": [shape_noop, shape_chain],

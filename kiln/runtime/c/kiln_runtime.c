@@ -85,7 +85,9 @@ kiln_model* kiln_load(const char* path, char* err, size_t errlen) {
     fail(err, errlen, "cannot write the library to /tmp", NULL); kiln_free(m); return NULL;
   }
   close(fd);
-  m->lib = dlopen(tmp, RTLD_NOW | RTLD_LOCAL);
+  /* RTLD_NODELETE: the kernels' OpenMP runtime keeps worker threads parked in its code after a
+     run; unmapping it at kiln_free would pull the code from under them */
+  m->lib = dlopen(tmp, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
   unlink(tmp);
   if (!m->lib) { fail(err, errlen, "cannot load the compiled library", dlerror()); kiln_free(m); return NULL; }
   m->run = (static_run_fn)dlsym(m->lib, "kiln_static_run");
