@@ -743,3 +743,64 @@ def test_passes_keep_small_cnn_results(cnn, names):
     np.testing.assert_allclose(run(g, feeds)[0], expected[0], rtol=1e-4, atol=1e-6)
     if "fold-batchnorm" in names:
         assert "BatchNormalization" not in str(g)
+
+
+def test_simplify_pow_by_small_integers_becomes_multiplies():
+    src = '''
+        graph g(%x: f32[N,5]) {
+          %two: f32[] = const [2.0]
+          %three: f32[] = const [3.0]
+          %one: f32[] = const [1.0]
+          %half: f32[] = const [0.5]
+          %a: f32[N,5] = Pow(%x, %two)
+          %b: f32[N,5] = Pow(%a, %three)
+          %c: f32[N,5] = Pow(%b, %one)
+          %d: f32[N,5] = Pow(%c, %half)
+          return %d
+        }'''
+    assert run_pass("simplify", src) == ir('''
+        graph g(%x: f32[N,5]) {
+          %two: f32[] = const [2.0]
+          %three: f32[] = const [3.0]
+          %one: f32[] = const [1.0]
+          %half: f32[] = const [0.5]
+          %a: f32[N,5] = Mul(%x, %x)
+          %b_mul: f32[N,5] = Mul(%a, %a)
+          %b: f32[N,5] = Mul(%b_mul, %a)
+          %d: f32[N,5] = Pow(%b, %half)
+          return %d
+        }''')
+
+
+def test_simplify_gemm_between_reshapes_becomes_matmul_plus_bias():
+    """torch's Linear on 3-D input (GPT-2's Conv1D) exports flatten -> Gemm -> unflatten; a
+    transposed B gets a Transpose (folded later); alpha != 1 is left alone."""
+    src = '''
+        graph g(%h: f32[2,3,4], %w: f32[4,6], %b: f32[6], %wt: f32[6,4]) {
+          %flat: i64[2] = const [-1, 4]
+          %back: i64[3] = const [2, 3, 6]
+          %a: f32[?,4] = Reshape(%h, %flat)
+          %g: f32[?,6] = Gemm(%a, %w, %b)
+          %y: f32[2,3,6] = Reshape(%g, %back)
+          %g2: f32[?,6] = Gemm(%a, %wt, %b) {transB=1}
+          %y2: f32[2,3,6] = Reshape(%g2, %back)
+          %g3: f32[?,6] = Gemm(%a, %w, %b) {alpha=2.0}
+          %y3: f32[2,3,6] = Reshape(%g3, %back)
+          return %y, %y2, %y3
+        }'''
+    assert run_pass("simplify", src) == ir('''
+        graph g(%h: f32[2,3,4], %w: f32[4,6], %b: f32[6], %wt: f32[6,4]) {
+          %flat: i64[2] = const [-1, 4]
+          %back: i64[3] = const [2, 3, 6]
+          %a: f32[?,4] = Reshape(%h, %flat)
+          %g: f32[?,6] = Gemm(%a, %w, %b)
+          %y_matmul: f32[2,3,6] = MatMul(%h, %w)
+          %y: f32[2,3,6] = Add(%y_matmul, %b)
+          %g2: f32[?,6] = Gemm(%a, %wt, %b) {transB=1}
+          %y2_transpose: f32[4,6] = Transpose(%wt)
+          %y2_matmul: f32[2,3,6] = MatMul(%h, %y2_transpose)
+          %y2: f32[2,3,6] = Add(%y2_matmul, %b)
+          %g3: f32[?,6] = Gemm(%a, %w, %b) {alpha=2.0}
+          %y3: f32[2,3,6] = Reshape(%g3, %back)
+          return %y, %y2, %y3
+        }''')

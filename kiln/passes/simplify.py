@@ -95,7 +95,7 @@ def _use_counts(g: Graph) -> dict:
 def new_node(ctx: Ctx, op: str, inputs: list, like: Value, type=None, attrs=None) -> Value:
     """Add `op(inputs)` before the node being rewritten; its output (named after `like`)."""
     out = Value(ctx.names.fresh(f"{like.name}_{op.lower()}"), type if type is not None else like.type)
-    ctx.before.append(Node(op, inputs, [out], attrs or {}, name=out.name))
+    ctx.before.append(Node(op, inputs, [out], attrs or {}))
     return out
 
 
