@@ -1,109 +1,38 @@
 """`make bench`: kiln against its peers on the model set, every runtime measured in the same run.
 
-Each (model, runtime) pair runs in its own process with 2 threads, so thread pools and caches do
-not interfere. Latency: warm-up runs, then timed runs; we report the median and the spread
-(10th-90th percentile). kiln also reports its compile time with a cold cache and a warm one.
-Results go to benchmarks/RESULTS.md (table) and benchmarks/results.json.
+Runtimes: kiln (opt 2 and opt 0, and through torch.export and torch.compile), onnxruntime,
+OpenVINO, PyTorch eager and torch.compile (Inductor), at 2 threads and each batch of --batch.
+Each (runtime, model, batch) runs in its own process (benchmarks/bench_runtimes.py), so thread
+pools and caches do not interfere, and a crash or a timeout there only marks that cell. Latency:
+warm-up, then timed runs for about --budget seconds; we report the median and the spread (10th-90th
+percentile). Results go to benchmarks/RESULTS.md (one set of tables per batch, see
+benchmarks/bench_report.py) and RESULTS.json beside it.
 
-    python -m benchmarks.bench [--models mlp,resnet18] [--batch 1] [--runtimes kiln,onnxruntime,torch]
+    python -m benchmarks.bench [--models mlp,resnet18] [--batch 1,8] [--runtimes kiln,onnxruntime,openvino]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
+import signal
 import subprocess
 import sys
-import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.bench_report import VERSION_NAMES, render
+from benchmarks.bench_runtimes import BUDGET_S, MIN_RUNS, RUNNERS, SEQ, THREADS
+
 HERE = Path(__file__).resolve().parent
-RUNTIMES = ("kiln", "kiln-O0", "kiln-export", "onnxruntime", "torch", "torch-compile",
-            "kiln-torch-compile")
-THREADS = 2
-
-
-def timed_runs(fn, min_runs: int = 5, max_runs: int = 50, budget_s: float = 6.0) -> list[float]:
-    for _ in range(2):
-        fn()
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < budget_s):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def worker(runtime: str, model: str, batch: int) -> dict:
-    from benchmarks.models import example_inputs, get
-    path = get(model)
-    feeds = example_inputs(model, batch)
-    out: dict = {}
-    if runtime in ("kiln", "kiln-O0"):
-        import kiln
-        opt = 0 if runtime == "kiln-O0" else 2
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["KILN_CACHE_DIR"] = cache
-            t = time.perf_counter()
-            m = kiln.compile(path, target="cpu", threads=THREADS, opt_level=opt)
-            out["compile_cold_s"] = time.perf_counter() - t
-            t = time.perf_counter()
-            m = kiln.compile(path, target="cpu", threads=THREADS, opt_level=opt)
-            out["compile_cached_s"] = time.perf_counter() - t
-            out["host_ops"] = m.host_ops
-            out["kernels"] = len(m.manifest["kernels"])
-            fn = lambda: m.run(feeds)
-            out["times"] = timed_runs(fn)
-    elif runtime == "onnxruntime":
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = THREADS
-        so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        out["times"] = timed_runs(lambda: sess.run(None, feeds))
-    elif runtime == "kiln-export":             # PyTorch -> torch.export -> kiln (no ONNX)
-        import torch
-        from torch.export import Dim
-
-        import kiln
-        from benchmarks.models import SPECS, torch_model
-        torch.set_num_threads(THREADS)
-        spec = SPECS[model]
-        B, S = Dim("N"), Dim("S", max=spec.max_seq or None)
-        dyn = tuple({i: (B if d == "B" else S) for i, d in enumerate(shape) if d in ("B", "S")}
-                    for _, _, shape in spec.inputs)
-        ex = example_inputs(model, 2, 16)
-        t = time.perf_counter()
-        m = kiln.compile(torch_model(model), example_inputs=tuple(torch.from_numpy(v) for v in ex.values()),
-                         dynamic_shapes=dyn, threads=THREADS)
-        out["compile_cold_s"] = out["compile_cached_s"] = time.perf_counter() - t
-        out["host_ops"] = m.host_ops
-        args = list(feeds.values())
-        out["times"] = timed_runs(lambda: m(*args))
-    elif runtime in ("torch", "torch-compile", "kiln-torch-compile"):
-        import torch
-
-        from benchmarks.models import torch_model
-        torch.set_num_threads(THREADS)
-        mod = torch_model(model)
-        if runtime == "torch-compile":
-            mod = torch.compile(mod)                       # Inductor
-        elif runtime == "kiln-torch-compile":
-            import kiln  # noqa: F401  (the "kiln" backend)
-            mod = torch.compile(mod, backend="kiln", options={"threads": THREADS})
-        args = [torch.from_numpy(v) for v in feeds.values()]
-        with torch.inference_mode():
-            t = time.perf_counter()
-            mod(*args)
-            out["first_call_s"] = time.perf_counter() - t
-            out["times"] = timed_runs(lambda: mod(*args))
-    else:
-        raise SystemExit(f"unknown runtime {runtime}")
-    return out
+RUNTIMES = tuple(RUNNERS)
+MODELS = "mlp,resnet18,resnet50,mobilenetv2,bert,gpt2"
+TIMEOUT_S = 300           # per (runtime, model, batch): torch.compile of ResNet-50 takes ~45 s
+RESULT_MARK = "BENCH-RESULT "
 
 
 def summarize(times: list[float]) -> dict:
@@ -112,89 +41,117 @@ def summarize(times: list[float]) -> dict:
             "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms)}
 
 
-def run_one(runtime: str, model: str, batch: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONPATH=str(HERE.parent))
-    cmd = [sys.executable, "-m", "benchmarks.bench", "--worker", runtime, model, str(batch)]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-    if r.returncode != 0:
-        return {"error": (r.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    res = json.loads(r.stdout.strip().splitlines()[-1])
+def run_isolated(cmd: list[str], env: dict, timeout_s: float) -> tuple[int | None, str, str]:
+    """Run cmd in a session of its own; past timeout_s kill its whole process group (torch.compile's
+    compile workers too). Returns (exit status or None on timeout, stdout, stderr)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        return None, "", ""
+    except BaseException:          # Ctrl-C: in a session of its own, the worker did not get it
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+    return p.returncode, out, err
+
+
+def parse_cell(status: int | None, out: str, err: str, timeout_s: float) -> dict:
+    """A worker's outcome as one table cell: its result, or {"error": why}."""
+    if status is None:
+        return {"error": f"timed out after {timeout_s:g} s"}
+    if status != 0:
+        last = (err.strip().splitlines() or [""])[-1][:200]
+        return {"error": last or (f"killed by signal {-status}" if status < 0 else f"exit status {status}")}
+    marked = [line for line in out.splitlines() if line.startswith(RESULT_MARK)]
+    if not marked:
+        return {"error": "the worker printed no result"}
+    res = json.loads(marked[-1][len(RESULT_MARK):])
     res.update(summarize(res.pop("times")))
     return res
 
 
-def write_report(results: dict, batch: int, path: Path) -> str:
-    lines = [f"# kiln vs peers — batch {batch}, {THREADS} threads, fp32", "",
-             "kiln: ONNX model compiled at opt_level 2 (and 0); kiln-export: the PyTorch module through "
-             "torch.export; torch.compile: Inductor; kiln via torch.compile: `backend=\"kiln\"`.", "",
-             "Median latency in ms (10th–90th percentile); ratio = kiln / onnxruntime. "
-             "All numbers from one `make bench` run on this machine; compare only within a run.", "",
-             "| model | kiln (opt 2) | kiln opt 0 | onnxruntime | torch eager | kiln/ort | kiln/torch | opt 2 / opt 0 | kiln compile cold / cached (s) | host ops |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for model, per in results.items():
-        def cell(rt):
-            r = per.get(rt, {})
-            if "error" in r:
-                return f"error: {r['error'][:40]}"
-            if "median_ms" not in r:
-                return "–"
-            return f"{r['median_ms']:.2f} ({r['p10_ms']:.2f}–{r['p90_ms']:.2f})"
+def run_one(runtime: str, model: str, batch: int, timeout_s: float = TIMEOUT_S,
+            budget_s: float = BUDGET_S) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), PYTHONPATH=str(HERE.parent))
+    cmd = [sys.executable, "-m", "benchmarks.bench", "--worker", runtime, model, str(batch),
+           "--budget", str(budget_s)]
+    return parse_cell(*run_isolated(cmd, env, timeout_s), timeout_s)
 
-        def ratio(a, b):
-            ra, rb = per.get(a, {}), per.get(b, {})
-            if "median_ms" in ra and "median_ms" in rb:
-                return f"{ra['median_ms'] / rb['median_ms']:.2f}x"
-            return "–"
-        k = per.get("kiln", {})
-        comp = f"{k['compile_cold_s']:.1f} / {k['compile_cached_s']:.2f}" if "compile_cold_s" in k else "–"
-        host = ", ".join(k.get("host_ops", [])) or "none"
-        lines.append(f"| {model} | {cell('kiln')} | {cell('kiln-O0')} | {cell('onnxruntime')} | "
-                     f"{cell('torch')} | {ratio('kiln', 'onnxruntime')} | {ratio('kiln', 'torch')} | "
-                     f"{ratio('kiln', 'kiln-O0')} | {comp} | {host} |")
-    lines += ["", "## PyTorch paths", "",
-              "| model | kiln (ONNX) | kiln (torch.export) | export / ONNX | torch.compile (Inductor) | "
-              "torch.compile(backend=\"kiln\") | kiln / Inductor |", "|---|---|---|---|---|---|---|"]
-    for model, per in results.items():
-        if not any(rt in per for rt in ("kiln-export", "torch-compile", "kiln-torch-compile")):
-            continue
-        def c2(rt):
-            r = per.get(rt, {})
-            return f"{r['median_ms']:.2f}" if "median_ms" in r else (f"error: {r['error'][:40]}" if "error" in r else "–")
 
-        def q(a, b):
-            ra, rb = per.get(a, {}), per.get(b, {})
-            return f"{ra['median_ms'] / rb['median_ms']:.2f}x" if "median_ms" in ra and "median_ms" in rb else "–"
-        lines.append(f"| {model} | {c2('kiln')} | {c2('kiln-export')} | {q('kiln-export', 'kiln')} | "
-                     f"{c2('torch-compile')} | {c2('kiln-torch-compile')} | {q('kiln-torch-compile', 'torch-compile')} |")
-    text = "\n".join(lines) + "\n"
-    path.write_text(text)
+def cpu_summary() -> str:
+    """'AMD EPYC (family 25, model 17), 2 cores, AVX-512, AVX2, FMA' from /proc/cpuinfo where there is one."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    isa = [name for flag, name in [("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx512_bf16", "AVX-512 BF16"),
+                                   ("avx2", "AVX2"), ("fma", "FMA")] if flag in flags]
+    ident = f" (family {fields['cpu family']}, model {fields['model']})" if "cpu family" in fields else ""
+    return ", ".join([fields.get("model name", platform.machine()) + ident, f"{os.cpu_count()} cores", *isa])
+
+
+def versions(results: dict) -> dict:
+    """The libraries' versions the cells reported, kiln's first: {"kiln": "0.1.0", ...}."""
+    found: dict[str, str] = {}
+    for per_model in results.values():
+        for per in per_model.values():
+            for cell in per.values():
+                found.update(cell.get("versions", {}))
+    return {lib: found[lib] for lib in VERSION_NAMES if lib in found}
+
+
+def save(run: dict, out: Path) -> str:
+    """Write the markdown report to `out` and the run as JSON beside it; returns the markdown."""
+    run["versions"] = versions(run["results"])
+    text = render(run)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(run, indent=1))
     return text
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--worker", nargs=3, metavar=("RUNTIME", "MODEL", "BATCH"))
-    ap.add_argument("--models", default="mlp,resnet18,resnet50,mobilenetv2,bert,gpt2")
-    ap.add_argument("--runtimes", default=",".join(RUNTIMES))
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--worker", nargs=3, metavar=("RUNTIME", "MODEL", "BATCH"),
+                    help="(internal) run one cell in this process and print its result")
+    ap.add_argument("--models", default=MODELS, help=f"comma-separated (default {MODELS})")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"comma-separated (default: all, {','.join(RUNTIMES)})")
+    ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
+    ap.add_argument("--budget", type=float, default=BUDGET_S,
+                    help=f"seconds of timed runs per cell after warm-up (default {BUDGET_S:g})")
+    ap.add_argument("--timeout", type=float, default=TIMEOUT_S,
+                    help=f"seconds before a cell is killed and marked (default {TIMEOUT_S})")
+    ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="markdown file; the JSON goes beside it")
     a = ap.parse_args(argv)
     if a.worker:
+        from benchmarks.bench_runtimes import worker
         runtime, model, batch = a.worker
-        print(json.dumps(worker(runtime, model, int(batch))))
+        print(RESULT_MARK + json.dumps(worker(runtime, model, int(batch), a.budget)))
         return 0
-    results: dict = {}
-    for model in a.models.split(","):
-        results[model] = {}
-        for rt in a.runtimes.split(","):
-            print(f"{model:12} {rt:12} ...", end=" ", flush=True)
-            r = run_one(rt, model, a.batch)
-            results[model][rt] = r
-            print(f"{r['median_ms']:.2f} ms" if "median_ms" in r else r.get("error"), flush=True)
-    print()
-    print(write_report(results, a.batch, Path(a.out)))
-    (Path(a.out).with_suffix(".json")).write_text(json.dumps(
-        {"batch": a.batch, "threads": THREADS, "results": results}, indent=1))
+    batches = [int(b) for b in a.batch.split(",")]
+    run = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_summary(),
+           "threads": THREADS, "batches": batches, "seq": SEQ, "budget_s": a.budget, "min_runs": MIN_RUNS,
+           "cores": os.cpu_count(), "load_avg": os.getloadavg()[0], "results": {}}
+    start = time.perf_counter()
+    for batch in batches:
+        results = run["results"][str(batch)] = {}
+        for model in a.models.split(","):
+            results[model] = {}
+            for rt in a.runtimes.split(","):
+                print(f"batch {batch:<3} {model:12} {rt:19}", end=" ", flush=True)
+                t = time.perf_counter()
+                r = results[model][rt] = run_one(rt, model, batch, a.timeout, a.budget)
+                took = f"[{time.perf_counter() - t:.0f} s]"
+                print(f"{r['median_ms']:10.2f} ms {took}" if "median_ms" in r else f"{r['error']} {took}", flush=True)
+                save(run, Path(a.out))               # after every cell: an interrupted run keeps what it has
+    text = save(run, Path(a.out))
+    print(f"\n{time.perf_counter() - start:.0f} s in all\n\n{text}")
     return 0
 
 

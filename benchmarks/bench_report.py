@@ -1,8 +1,8 @@
 """benchmarks/RESULTS.md from one `make bench` run: per batch, a latency table, a table of
 kiln / peer ratios with their geometric mean over the models, and the PyTorch paths.
 
-`run` is what benchmarks.bench writes to RESULTS.json: {"date", "cpu", "threads", "batches",
-"seq", "budget_s", "min_runs", "versions", "results": {batch (str): {model: {runtime: cell}}}}, a
+`run` is what benchmarks.bench writes to RESULTS.json: {"date", "cpu", "cores", "load_avg", "threads",
+"batches", "seq", "budget_s", "min_runs", "versions", "results": {batch (str): {model: {runtime: cell}}}}, a
 cell being {"median_ms", "p10_ms", "p90_ms", "runs", ...} or {"error": message}.
 """
 from __future__ import annotations
@@ -48,7 +48,9 @@ def short_cell(cell: dict) -> str:
 
 
 def ratio_text(x: float | None) -> str:
-    return f"{x:.2f}x" if x is not None else "–"
+    if x is None:
+        return "–"
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"          # 0.0041x, not 0.00x
 
 
 def geomean_text(results: dict, a: str, b: str) -> str:
@@ -59,6 +61,14 @@ def geomean_text(results: dict, a: str, b: str) -> str:
     return text if len(values) == len(results) else f"{text} ({len(values)} of {len(results)})"
 
 
+def load_line(load: float | None, cores: int) -> list[str]:
+    """The machine's load when the run started: busy cores make thread pools wait for a time slice."""
+    if load is None:
+        return []
+    note = " (other work was running: expect noisy numbers and wide spreads)" if load > 0.5 else ""
+    return [f"- Load average (1 min) at the start: {load:.2f} on {cores} cores{note}"]
+
+
 def header(run: dict) -> list[str]:
     versions = ", ".join(f"{VERSION_NAMES[rt]} {v}" for rt, v in run["versions"].items())
     batches = " and ".join(str(b) for b in run["batches"])
@@ -67,6 +77,7 @@ def header(run: dict) -> list[str]:
         f"- CPU: {run['cpu']}",
         f"- Threads: {run['threads']} per runtime; each (runtime, model, batch) runs in its own process",
         f"- Date: {run['date']}. **All numbers below come from this one run**; compare only within a run",
+        *load_line(run.get("load_avg"), run.get("cores", run["threads"])),
         f"- Versions: {versions}",
         f"- Timing: warm-up, then timed runs for about {run['budget_s']:g} s (at least {run['min_runs']}); "
         f"median and 10th–90th percentile in ms. BERT and GPT-2 at sequence length {run['seq']}", "",
@@ -114,6 +125,7 @@ def ratio_table(results: dict) -> list[str]:
 
 
 def pytorch_table(results: dict) -> list[str]:
+    """kiln's PyTorch paths next to Inductor; nothing where none of them ran."""
     lines = ["| model | kiln (ONNX) | kiln (torch.export) | export / ONNX | torch.compile (Inductor) | "
              "torch.compile(backend=\"kiln\") | kiln / Inductor |", "|---|---|---|---|---|---|---|"]
     for model, per in results.items():
@@ -123,15 +135,17 @@ def pytorch_table(results: dict) -> list[str]:
         lines.append(f"| {model} | {c['kiln']} | {c['kiln-export']} | {ratio_text(ratio(per, 'kiln-export', 'kiln'))} | "
                      f"{c['torch-compile']} | {c['kiln-torch-compile']} | "
                      f"{ratio_text(ratio(per, 'kiln-torch-compile', 'torch-compile'))} |")
-    return lines + [""]
+    return ["### PyTorch paths", "", *lines, ""] if len(lines) > 2 else []
 
 
 def render(run: dict) -> str:
     lines = header(run)
     for batch in run["batches"]:
-        results = run["results"][str(batch)]
+        results = run["results"].get(str(batch))
+        if not results:                                    # not reached yet
+            continue
         lines += [f"## Batch {batch}", "", "### Latency, ms: median (10th–90th percentile)", "",
                   *latency_table(results),
                   "### kiln / peer (median / median)", "", *ratio_table(results),
-                  "### PyTorch paths", "", *pytorch_table(results)]
+                  *pytorch_table(results)]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -1,7 +1,7 @@
 """The runtimes `make bench` measures: how each one loads a model, and the timing loop they share.
 
 One function per runtime takes a `Case` (the model, its ONNX file, the inputs) and returns the
-call to time; it may record facts (compile time, version, host ops) in `case.info`. Each runs in
+call to time; it may record facts (compile time, versions, host ops) in `case.info`. Each runs in
 its own process (`python -m benchmarks.bench --worker RUNTIME MODEL BATCH`), with THREADS threads.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 THREADS = 2
+SEQ = 128               # BERT and GPT-2 at every batch
 BUDGET_S = 4.0          # timed runs per (runtime, model, batch), after warm-up ...
 MIN_RUNS = 5            # ... but at least this many (a slow case runs fewer times than a fast one)
 MAX_RUNS = 500
@@ -59,7 +60,8 @@ def _kiln(case: Case, opt_level: int):
     t = time.perf_counter()
     m = kiln.compile(case.path, target="cpu", threads=THREADS, opt_level=opt_level)
     case.info["compile_cached_s"] = time.perf_counter() - t
-    case.info.update(version=kiln.__version__, host_ops=m.host_ops, kernels=len(m.manifest["kernels"]))
+    case.info.update(versions={"kiln": kiln.__version__}, host_ops=m.host_ops,
+                     kernels=len(m.manifest["kernels"]))
     return lambda: m.run(case.feeds)
 
 
@@ -80,7 +82,7 @@ def _kiln_export(case: Case):
     m = kiln.compile(torch_model(case.model), example_inputs=tuple(torch.from_numpy(v) for v in ex.values()),
                      dynamic_shapes=dyn, threads=THREADS)
     case.info["compile_cold_s"] = case.info["compile_cached_s"] = time.perf_counter() - t
-    case.info.update(version=kiln.__version__, host_ops=m.host_ops)
+    case.info.update(versions={"kiln": kiln.__version__, "torch": torch.__version__}, host_ops=m.host_ops)
     args = list(case.feeds.values())
     return lambda: m(*args)
 
@@ -96,7 +98,7 @@ def _ort_session(path: str):
 def _onnxruntime(case: Case):
     import onnxruntime as ort
     sess = _ort_session(case.path)
-    case.info["version"] = ort.__version__
+    case.info["versions"] = {"onnxruntime": ort.__version__}
     return lambda: sess.run(None, case.feeds)
 
 
@@ -110,7 +112,7 @@ def _openvino(case: Case):
         "INFERENCE_NUM_THREADS": THREADS, "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_PRECISION_HINT": "f32"})
     case.info["compile_s"] = time.perf_counter() - t
-    case.info["version"] = ov.__version__.split("-")[0]
+    case.info["versions"] = {"openvino": ov.__version__.split("-")[0]}
     request = compiled.create_infer_request()
     result = request.infer(case.feeds)
     outs = [np.array(result[i]) for i in range(len(compiled.outputs))]
@@ -132,12 +134,13 @@ def _torch(case: Case, backend: str | None):
     from benchmarks.models import torch_model
     torch.set_num_threads(THREADS)
     mod = torch_model(case.model)
+    case.info["versions"] = {"torch": torch.__version__}
     if backend == "inductor":
         mod = torch.compile(mod)
     elif backend == "kiln":
-        import kiln  # noqa: F401  (the "kiln" backend)
+        import kiln  # the "kiln" backend
         mod = torch.compile(mod, backend="kiln", options={"threads": THREADS})
-    case.info["version"] = torch.__version__
+        case.info["versions"]["kiln"] = kiln.__version__
     case.stack.enter_context(torch.inference_mode())
     args = [torch.from_numpy(v) for v in case.feeds.values()]
     t = time.perf_counter()
@@ -159,13 +162,13 @@ RUNNERS: dict[str, Callable[[Case], Callable[[], object]]] = {
 
 
 def worker(runtime: str, model: str, batch: int, budget_s: float = BUDGET_S) -> dict:
-    """Load `model` in `runtime`, time it at `batch` (text models at seq 128); the raw times in
-    seconds are under "times"."""
+    """Load `model` in `runtime`, time it at `batch` (text models at SEQ); the raw times in seconds
+    are under "times"."""
     from benchmarks.models import example_inputs, get
     if runtime not in RUNNERS:
         raise SystemExit(f"unknown runtime {runtime!r}; known: {', '.join(RUNNERS)}")
     with contextlib.ExitStack() as stack:
-        case = Case(model, batch, get(model), example_inputs(model, batch), stack)
+        case = Case(model, batch, get(model), example_inputs(model, batch, SEQ), stack)
         fn = RUNNERS[runtime](case)
         case.info["times"] = timed_runs(fn, budget_s)
     return case.info

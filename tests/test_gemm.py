@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 import kiln
 from kiln.backend.microkernel import host_config
 from kiln.lower.loopir import c_calls
-from kiln.ops.gemm import pack_b, unpack_b
+from kiln.ops.gemm import pack_a, pack_b, unpack_a, unpack_b
 
 pytestmark = pytest.mark.filterwarnings("ignore::kiln.compiler.HostOpWarning")
 
@@ -76,6 +76,42 @@ def test_pack_layout_roundtrip():
     blk = bp.reshape(-1)[8 * p * nr + 1 * kc * nr:][:kc * nr].reshape(kc, nr)
     np.testing.assert_array_equal(blk[:, :29 - nr], b[8:16, nr:])
     assert np.all(blk[:, 29 - nr:] == 0)
+
+
+def test_pack_a_layout_roundtrip():
+    """Conv weights as the A of their implicit GEMM: blocks of kc columns, row panels of mr."""
+    mr, kc = host_config().mr, 8
+    a = rand(13, 21)
+    ap = pack_a(a, mr, kc)
+    p = -(-13 // mr)
+    assert ap.shape == (p * 21, mr) and ap.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(unpack_a(ap, 13, 21, kc), a)
+    # block of columns 16..20 (kcb 5), row panel 2: kcb x mr, zero past row 13
+    blk = ap.reshape(-1)[16 * p * mr + 2 * 5 * mr:][:5 * mr].reshape(5, mr)
+    np.testing.assert_array_equal(blk[:, :13 - 2 * mr], a[2 * mr:, 16:].T)
+    assert np.all(blk[:, 13 - 2 * mr:] == 0)
+
+
+def test_packed_conv_round_trips_through_the_ir_text_artifact_and_interpreter(tmp_path):
+    from kiln.ops import REGISTRY
+    w, bias = rand(10, 4, 3, 3), rand(10)
+    m = model([helper.make_node("Conv", ["x", "w", "b"], ["t"], pads=[1, 1, 1, 1]),
+               helper.make_node("Relu", ["t"], ["y"])],
+              [f32("x", ["N", 4, 9, 8])], [f32("y", None)],
+              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
+    mod = kiln.compile(m, target="cpu")
+    body = mod.graph.nodes[0].attrs["body"]
+    assert [nd.op for nd in body.nodes] == ["PackedConv", "Relu"]
+    text = str(mod.graph)
+    assert str(kiln.parse_ir(text, mod.graph.weights())) == text
+    path = str(tmp_path / "c.kiln")
+    mod.save(path)
+    x = rand(2, 4, 9, 8)
+    ref = np.maximum(REGISTRY.get("Conv").reference(x, w, bias, auto_pad="NOTSET", dilations=None, group=1,
+                                                    kernel_shape=None, pads=[1, 1, 1, 1], strides=None), 0)
+    np.testing.assert_allclose(kiln.load(path).run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
+    interp = kiln.compile(m, target="interpret", opt_level=2)
+    np.testing.assert_allclose(interp.run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
 
 
 def test_matmul_ragged_runtime_and_constant_b():
@@ -215,7 +251,7 @@ def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
                        target="cpu")
     assert mod.host_ops == []
     gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
-    assert len(gemms) == 3 and all(ops[0] == "Conv" for ops in gemms), gemms
+    assert len(gemms) == 3 and all(ops[0] == "PackedConv" for ops in gemms), gemms
     conv = REGISTRY.get("Conv").reference
     for n in (1, 3):
         x = rand(n, c, h, w)
@@ -238,13 +274,15 @@ CONVS = [(3, 16, 23, 23, dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3
          (5, 13, 12, 14, dict(kernel_shape=[3, 2], dilations=[2, 3], pads=[2, 1, 0, 3])),
          (8, 9, 7, 8, dict(kernel_shape=[5, 5], auto_pad="SAME_UPPER")),
          (6, 11, 1, 30, dict(kernel_shape=[1, 4], strides=[1, 3])),
-         (72, 33, 6, 5, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]))]
+         (72, 33, 6, 5, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+         (12, 9, 5, 7, dict(kernel_shape=[1, 1]))]      # few rows: packed weights, B packed too
 
 
 @pytest.mark.parametrize("n", [1, 3])
 def test_kxk_convolutions_run_as_implicit_gemm(n):
-    """Every ungrouped 2-D f32 conv goes through the GEMM with im2col panels gathered while packing;
-    each matches the reference conv, with the bias and a fused Relu."""
+    """Every ungrouped 2-D f32 conv goes through the GEMM (weights packed at compile time, im2col
+    panels gathered while packing); each matches the reference conv, with the bias and a fused
+    Relu."""
     from kiln.ops import REGISTRY
     conv = REGISTRY.get("Conv").reference
     nodes, inits, inputs, outputs, feeds, refs = [], [], [], [], {}, []

@@ -26,7 +26,9 @@ def _params(target: str):
         if target == "cpu" and zlib.crc32(name.encode()) % CPU_SLICE:
             continue
         reason = XFAIL.get(name) or (XFAIL.get(f"cpu:{name}") if target == "cpu" else None)
-        marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
+        # an unseeded random op's few output bits can match the expected stream by chance
+        strict = reason is not None and "random stream" not in reason
+        marks = [pytest.mark.xfail(reason=reason, strict=strict)] if reason else []
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 

@@ -23,6 +23,8 @@ Entry points (NAME = f"{mr}x{nr}v{vw}"):
                                                           im2col(X) rows/columns -> scratch B
     kiln_gemm_tile_NAME(kc, a_off, bp, c, ldc, mr, nr, acc)      B panel from a pointer (weights)
     kiln_gemm_tile_s_NAME(kc, a_off, b_off, c, ldc, mr, nr, acc) B panel from scratch B
+    kiln_gemm_tile_ps_NAME(kc, a, b_off, c, ldc, mr, nr, acc)    A panel from a pointer (packed
+                                                          weights), B panel from scratch B
     kiln_gemm_tile_d_NAME(kc, a_off, b, ldb, c, ldc, mr, nr, acc) B read in place (row stride ldb)
 A tile call computes the mr x nr (<= MR x NR) tile C = (acc ? C : 0) + Ap[a_off..] * Bp[..]
 over kc; ragged tiles compute the full register tile (zero padded operands) and store only the
@@ -282,6 +284,14 @@ static __attribute__((unused)) void kiln_gemm_tile_s_{n}(int64_t kc, int64_t a_o
 {dispatch}
 }}
 
+/* A from a pointer (weights packed at compile time, kiln/ops/gemm.py: pack_a), B from scratch */
+static __attribute__((unused)) void kiln_gemm_tile_ps_{n}(int64_t kc, const float* restrict a,
+    int64_t b_off, float* restrict c, int64_t ldc, int64_t mr, int64_t nr, int64_t acc) {{
+  const float* restrict b = kiln_gemm_scratch_{n}[1] + b_off;
+  const int64_t ldb = {cfg.nr};
+{dispatch}
+}}
+
 /* B read in place (row-major, row stride ldb >= nr): for few rows of A, where packing B would
    cost more than the product; a ragged last panel is copied into a zero-padded local panel */
 static __attribute__((unused)) void kiln_gemm_tile_d_{n}(int64_t kc, int64_t a_off,
@@ -317,7 +327,7 @@ def gemm_source(cfg: GemmConfig) -> str:
 def _configs() -> dict:
     out = {}
     for cfg in (host_config(), GemmConfig(8, 6, 2), GemmConfig(16, 6, 2), GemmConfig(4, 6, 4)):
-        for what in ("pack_a", "pack_b", "pack_b_conv", "tile", "tile_s", "tile_d"):
+        for what in ("pack_a", "pack_b", "pack_b_conv", "tile", "tile_s", "tile_ps", "tile_d"):
             out[cfg.fn(what)] = cfg
     return out
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import linalg
+from . import linalg, nn
 from .infer import TensorType
 from .linalg import matmul_shape
+from .nn_window import infer_window_shape
 from .registry import REQUIRED, op
 
 
@@ -75,4 +76,59 @@ def packed_matmul(A, Bp, C=None, *, k, n, kc, gemm, trans_a, alpha, beta):
     return linalg.matmul.reference(A, b)
 
 
-OPS = [packed_matmul]
+# --- PackedConv: a Conv whose weights, seen as the M x (C*KH*KW) matrix A of its implicit GEMM,
+# were packed at compile time into the row panels the micro-kernel reads:
+#     Ap.flat[pc*Mp + p*kcb*mr + k*mr + r] = A[p*mr + r, pc + k]      (rows past M are zero)
+# the A-side twin of pack_b (Mp = ceil(M/mr)*mr), so a run packs only the activations.
+def _aligned(size: int, dtype) -> np.ndarray:
+    raw = np.empty(size + 64 // np.dtype(dtype).itemsize, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip:skip + size]
+
+
+def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
+    """M x K -> the row-panel layout above, 64-byte aligned, shape (Mp*K/mr, mr)."""
+    m, k = a.shape
+    p = -(-m // mr)
+    padded = np.zeros((p * mr, k), dtype=a.dtype)
+    padded[:m] = a
+    out = _aligned(p * mr * k, a.dtype)
+    for pc in range(0, k, kc):
+        kcb = min(kc, k - pc)
+        blk = padded[:, pc:pc + kcb].reshape(p, mr, kcb).transpose(0, 2, 1)
+        out[pc * p * mr:(pc + kcb) * p * mr] = blk.reshape(-1)
+    return out.reshape(p * k, mr)
+
+
+def unpack_a(ap: np.ndarray, m: int, k: int, kc: int) -> np.ndarray:
+    """The M x K matrix of a packed A (inverse of pack_a)."""
+    mr = ap.shape[-1]
+    p = ap.size // (k * mr)
+    flat = ap.reshape(-1)
+    out = np.empty((p * mr, k), dtype=ap.dtype)
+    for pc in range(0, k, kc):
+        kcb = min(kc, k - pc)
+        blk = flat[pc * p * mr:(pc + kcb) * p * mr].reshape(p, kcb, mr)
+        out[:, pc:pc + kcb] = blk.transpose(0, 2, 1).reshape(p * mr, kcb)
+    return out[:m]
+
+
+def _infer_conv(ctx):
+    a = ctx.attrs
+    shape = infer_window_shape(ctx, a["m"], tuple(a["kernel_shape"]), a["strides"], a["dilations"],
+                               a["pads"], a["auto_pad"])
+    return [TensorType(ctx.dtype(0), shape)]
+
+
+@op("PackedConv", inputs=["X", "Wp", "B?"],
+    attrs=dict(nn.CONV_ATTRS, kernel_shape=REQUIRED, m=REQUIRED, c=REQUIRED, kc=REQUIRED),
+    infer=_infer_conv, domain="kiln")
+def packed_conv(X, Wp, B=None, *, m, c, kc, auto_pad, dilations, group, kernel_shape, pads, strides):
+    """Conv with its weights pre-packed into GEMM row panels (kiln/passes/pack_weights.py)."""
+    taps = int(np.prod(kernel_shape))
+    w = unpack_a(Wp, m, c * taps, kc).reshape(m, c, *kernel_shape)
+    return nn.conv.reference(X, w, B, auto_pad=auto_pad, dilations=dilations, group=group,
+                             kernel_shape=kernel_shape, pads=pads, strides=strides)
+
+
+OPS = [packed_matmul, packed_conv]

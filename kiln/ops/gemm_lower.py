@@ -125,14 +125,15 @@ class GemmSpec:
     # B gathered while packing (implicit GEMM): (bbase, pc, kc, n0, nc) -> the packing call
     gather_b: Callable | None = None
     split_n: bool = False                # threads split the columns (each packs only its own)
+    a_packed: bool = False               # A packed at compile time (kiln/ops/gemm.py: pack_a)
 
 
 def _direct(spec: GemmSpec) -> bool:
     """Few rows and a row-major B known at run time: the tiles read B in place (no packing). Not
     when a single row panel would walk B's columns with a row stride of a multiple of 4 KiB (every
     row in the same cache set: packing, which reads rows sequentially, is faster then)."""
-    if spec.packed or spec.gather_b is not None or not (isinstance(spec.M, Const)
-                                                        and spec.M.value <= DIRECT_M):
+    if spec.packed or spec.a_packed or spec.gather_b is not None or \
+            not (isinstance(spec.M, Const) and spec.M.value <= DIRECT_M):
         return False
     if not (isinstance(spec.csb, Const) and spec.csb.value == 1):
         return False
@@ -230,6 +231,12 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
                                         Ref(spec.b.buf, add(bbase, add(mul(pc, spec.rsb), jr)), "f32"),
                                         spec.rsb, Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
                                         Bin(">", kb, Const(0), "bool")))
+    elif spec.a_packed:
+        # the panel of rows ir.. in the block of depth pc.. (kiln/ops/gemm.py: pack_a)
+        mpad = mul(_cdiv(M, MR), Const(MR))
+        call = CallC(cfg.fn("tile_ps"), (kc, Ref(spec.a.buf, add(mul(pc, mpad), mul(ir, kc)), "f32"),
+                                         mul(mul(jb, Const(NR)), kc), Ref(spec.y.buf, y_at, "f32"), N,
+                                         mr, nr, Bin(">", kb, Const(0), "bool")))
     else:
         call = CallC(cfg.fn("tile_s"), (kc, mul(mul(rb, Const(MR)), kc), mul(mul(jb, Const(NR)), kc),
                                         Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
@@ -241,10 +248,12 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
         tile.append(If(Bin("==", kb, sub(nkb, Const(1)), "bool"), fin))
     jloop = [let(jr, add(n0, mul(jb, Const(NR)))), let(nr, _min(Const(NR), sub(n1, jr))),
              For(rb.name, _cdiv(mc, MR), tile)]
-    iloop = [let(ic, add(m0, mul(ib, Const(MC)))), let(mc, _min(Const(MC), sub(m1, ic))),
-             CallC(cfg.fn("pack_a"), (Ref(spec.a.buf, add(abase, add(mul(ic, spec.rsa), mul(pc, spec.csa))), "f32"),
-                                      spec.rsa, spec.csa, mc, kc, Const(float(spec.alpha), "f32"))),
-             For(jb.name, _cdiv(sub(n1, n0), NR), jloop)]
+    iloop = [let(ic, add(m0, mul(ib, Const(MC)))), let(mc, _min(Const(MC), sub(m1, ic)))]
+    if not spec.a_packed:
+        iloop.append(CallC(cfg.fn("pack_a"), (
+            Ref(spec.a.buf, add(abase, add(mul(ic, spec.rsa), mul(pc, spec.csa))), "f32"),
+            spec.rsa, spec.csa, mc, kc, Const(float(spec.alpha), "f32"))))
+    iloop.append(For(jb.name, _cdiv(sub(n1, n0), NR), jloop))
     kloop = [let(pc, mul(kb, Const(KC))), let(kc, _min(Const(KC), sub(K, pc)))]
     if spec.gather_b is not None:
         kloop.append(spec.gather_b(bbase, pc, kc, n0, sub(n1, n0)))
@@ -387,14 +396,28 @@ def lower_conv_gemm(ctx: LowerCtx):
     from .nn_lower import conv_geometry
     x, w, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
     b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
-    ws = w.static_shape()
-    if x.rank != 4 or ws is None or len(ws) != 4 or ctx.attrs["group"] != 1:
+    at = ctx.attrs
+    packed = ctx.node.op == "PackedConv"
+    if packed:
+        shape = w.static_shape()
+        if shape is None or len(shape) != 2 or shape[1] != host_config().mr or at["kc"] != host_config().kc:
+            raise NotLowerable("weights packed for another micro-kernel")
+        ws = (at["m"], at["c"], *at["kernel_shape"])
+    else:
+        ws = w.static_shape()
+    if x.rank != 4 or ws is None or len(ws) != 4 or at["group"] != 1:
+        if packed:
+            raise NotLowerable("PackedConv of this kind")
         return None
     if not _f32(x, w, y, b) or (b is not None and b.rank != 1):
+        if packed:
+            raise NotLowerable("PackedConv on non-f32 operands")
         return None
     try:
         _, _, _, kernel, strides, dil, begin, _ = conv_geometry(ctx)
     except NotLowerable:
+        if packed:
+            raise
         return None
     M, C = Const(ws[0]), Const(ws[1])
     K = Const(ws[1] * ws[2] * ws[3])
@@ -415,7 +438,7 @@ def lower_conv_gemm(ctx: LowerCtx):
     big_n = isinstance(HWo, Const) and HWo.value >= ws[0]
     spec = GemmSpec(M, HWo, K, [x.shape[0]], wmat, lambda bv: Const(0), K, Const(1), x, False,
                     lambda bv: mul(bv[0], mul(C, mul(H, W))), HWo, Const(1), y, out_idx, 1.0, bias,
-                    1.0, None if plain else gather, split_n=not plain and big_n)
+                    1.0, None if plain else gather, split_n=not plain and big_n, a_packed=packed)
     return emit_gemm(ctx, spec)
 
 
@@ -427,7 +450,8 @@ def _conv_or(direct):
     return lower
 
 
-LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "PackedMatMul": lower_packed}
+LOWER = {"MatMul": lower_matmul, "Gemm": lower_gemm, "PackedMatMul": lower_packed,
+         "PackedConv": lower_conv_gemm}
 
 
 def attach(ops) -> None:

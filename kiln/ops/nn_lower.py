@@ -29,10 +29,12 @@ def conv_geometry(ctx):
     if x.dtype not in FLOAT or x.rank not in (3, 4):
         raise NotLowerable("direct convolution handles 1-D and 2-D float convolutions")
     k = x.rank - 2
+    a = ctx.attrs
     wshape = w.static_shape()
+    if ctx.node.op == "PackedConv":           # weights packed as GEMM panels: geometry in attrs
+        wshape = (a["m"], a["c"], *a["kernel_shape"])
     if wshape is None:
         raise NotLowerable("convolution weights need a static shape")
-    a = ctx.attrs
     kernel, strides, dilations = spatial_attrs(k, wshape[2:], a["strides"], a["dilations"])
     if a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER"):
         spatial = [d.value if isinstance(d, Const) else None for d in x.shape[2:]]
