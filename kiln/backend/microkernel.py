@@ -237,9 +237,23 @@ static __attribute__((unused)) void kiln_gemm_pack_b_conv_{n}(const float* restr
         const int64_t ox = ox0 + q;
         if (!valid_row || ox + m <= lo || ox >= hi) {{
           for (int64_t e = 0; e < m; ++e) dst[e] = 0.0f;
+        }} else if (m == {nr} && sw == 1 && ox >= lo && ox + m <= hi) {{
+          const float* restrict s = src + ox;         /* a whole panel row: vector copies */
+          #pragma GCC unroll {nr // vw}
+          for (int64_t v = 0; v < {nr}; v += {vw}) *({vt}*)(dst + v) = *(const {vt}*)(s + v);
+        }} else if (m == {nr} && sw == 2 && ox >= lo && ox + m <= hi && 2 * (ox + m) + rx <= W) {{
+          const float* restrict s = src + 2 * ox;     /* even lanes of pairs of vectors */
+          #pragma GCC unroll {nr // vw}
+          for (int64_t v = 0; v < {nr}; v += {vw}) {{
+            const {vt} a = *(const {vt}*)(s + 2 * v), b = *(const {vt}*)(s + 2 * v + {vw});
+            *({vt}*)(dst + v) = __builtin_shufflevector(a, b, {", ".join(str(2 * i) for i in range(vw))});
+          }}
         }} else if (sw == 1 && ox >= lo && ox + m <= hi) {{
           const float* restrict s = src + ox;
           for (int64_t e = 0; e < m; ++e) dst[e] = s[e];
+        }} else if (sw == 2 && ox >= lo && ox + m <= hi) {{
+          const float* restrict s = src + 2 * ox;
+          for (int64_t e = 0; e < m; ++e) dst[e] = s[2 * e];
         }} else {{
           for (int64_t e = 0; e < m; ++e) {{
             const int64_t o = ox + e;
