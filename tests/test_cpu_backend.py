@@ -196,3 +196,32 @@ def test_c_program_runs_an_artifact_without_python(tmp_path):
     np.testing.assert_allclose(y, mod(x), rtol=1e-5, atol=1e-6)
     bad = subprocess.run([str(exe), str(tmp_path / "x.bin")], capture_output=True, text=True)
     assert bad.returncode == 1 and "not a kiln artifact" in bad.stderr
+
+
+def test_reshapes_between_intermediates_are_views_of_their_input():
+    """Relu -> Reshape -> Flatten -> Relu: both reshapes share the first Relu's arena bytes, run no
+    kernel in the model's entry, and the root lives until its last view is read; a reshape of a
+    graph input stays a copy (the caller owns that buffer)."""
+    from kiln.runtime.plan import static_plan
+    shape = helper.make_tensor("s", TensorProto.INT64, [3], [0, 4, 6])
+    m = make([helper.make_node("Relu", ["x"], ["r"]),
+              helper.make_node("Constant", [], ["shape"], value=shape),
+              helper.make_node("Reshape", ["r", "shape"], ["v"]),
+              helper.make_node("Flatten", ["v"], ["f"]),
+              helper.make_node("Reshape", ["x", "shape"], ["xv"]),
+              helper.make_node("Relu", ["f"], ["y"]),
+              helper.make_node("Neg", ["xv"], ["z"])],
+             [f32("x", ["N", 24])], [f32("y", None), f32("z", None)])
+    mod = kiln.compile(m, target="cpu", opt_level=0)
+    prog = mod._native.program
+    views = {y.name: x.name for y, x in prog.views.items()}
+    assert views == {"v": "r", "f": "v"}
+    plan = static_plan(prog, {v: (2, 24) for v in prog.graph.inputs})
+    by_name = {v.name: off for v, off in plan.offsets.items()}
+    assert by_name["v"] == by_name["f"] == by_name["r"]
+    entry = "".join(prog.sources.values())
+    assert entry.count("a view, no copy") == 2
+    x = np.random.default_rng(0).standard_normal((2, 24)).astype(np.float32)
+    y, z = mod.run({"x": x})
+    np.testing.assert_array_equal(y, np.maximum(x, 0).reshape(2, 24))
+    np.testing.assert_array_equal(z, -x.reshape(2, 4, 6))

@@ -44,6 +44,9 @@ class Program:
     segments: list             # [(first node index, last node index)] of native runs
     sources: dict              # file name -> C text
     unique_kernels: int
+    # reshape-like nodes whose output is a view of their input (same arena bytes, no kernel call
+    # in the segments; kiln_node_<i> still copies, for runs with a buffer per value): out -> in
+    views: dict = field(default_factory=dict)
 
     @property
     def n_slots(self) -> int:
@@ -134,9 +137,30 @@ def lower_graph(graph: Graph, registry=REGISTRY, progress=None, profile: bool = 
             buffers.setdefault(v, len(buffers))
             nk.buffers.append(buffers[v])
     segments = _segments(len(graph.nodes), native)
-    sources, n_unique = _emit(graph, native, segments, not host, profile)
+    views = _views(graph, native)
+    sources, n_unique = _emit(graph, native, segments, not host, profile, views)
     return Program(graph, dict(slots.slots), value_slots, buffers, native, host, reasons,
-                   segments, sources, n_unique)
+                   segments, sources, n_unique, views)
+
+
+VIEW_OPS = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _views(graph: Graph, native: dict) -> dict:
+    """out -> in for the native reshape-like nodes between two intermediates (not graph inputs,
+    outputs or constants, whose buffers the caller or the weights own): the planner gives the
+    output the input's bytes (kiln/runtime/plan.py), so the node costs nothing."""
+    ends = set(graph.inputs) | set(graph.outputs)
+    views = {}
+    for i, nk in native.items():
+        node = nk.node
+        if node.op not in VIEW_OPS or not node.inputs or node.inputs[0] is None:
+            continue
+        x, y = node.inputs[0], node.outputs[0]
+        if x in ends or y in ends or x.is_const or x.type.dtype != y.type.dtype:
+            continue
+        views[y] = x
+    return views
 
 
 def _lower_node(node: Node, index: int, d, ref_shape) -> NodeKernel:
@@ -178,7 +202,7 @@ def _segments(n: int, native: dict) -> list:
 
 
 def _emit(graph: Graph, native: dict, segments: list, whole: bool,
-          profile: bool = False) -> tuple[dict, int]:
+          profile: bool = False, views: dict | None = None) -> tuple[dict, int]:
     r = CRenderer()
     by_body: dict[str, str] = {}
     units: list[list[str]] = [[]]
@@ -223,6 +247,9 @@ def _emit(graph: Graph, native: dict, segments: list, whole: bool,
     for s, (a, z) in enumerate(segments):
         lines.append(f"KILN_EXPORT void kiln_segment_{s}(void** b, const int64_t* d) {{")
         for i in range(a, z + 1):
+            if native[i].node.outputs[0] in (views or {}):
+                lines.append(f"  /* {comment(native[i].kernel.sources[0])}: a view, no copy */")
+                continue
             lines.append(f"  /* {comment(native[i].kernel.sources[0])} */")
             lines.append(f"  {_timed(i, native[i], profile)}")
         lines.append("}")

@@ -1,7 +1,8 @@
 """Native lowerings of the data-movement ops in shape.py.
 
 Reshape-like ops (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout at inference) are flat
-copies here; the memory planner will turn them into views later.
+copies here; between two intermediates the planner makes them views instead (no call: see
+Program.views in kiln/lower/program.py), and the copy serves runs with a buffer per value.
 """
 from __future__ import annotations
 

@@ -59,9 +59,10 @@ def run_node_by_node(native, feeds: dict) -> Iterator[tuple[int, Node, dict]]:
                 for v in node.outputs:
                     if v is not None:
                         point(v)
-            fn = getattr(native.lib, f"kiln_node_{i}")
-            fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p], None
-            fn(table, dims.ctypes.data)
+            if plan is None or node.outputs[0] not in prog.views:   # a planned view has its
+                fn = getattr(native.lib, f"kiln_node_{i}")           # input's bytes already
+                fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p], None
+                fn(table, dims.ctypes.data)
         else:
             local: dict = {}
             interp.run_node(node, ChainMap(local, env))

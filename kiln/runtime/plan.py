@@ -178,9 +178,24 @@ def static_plan(program, input_shapes: dict) -> Plan:
                 first[v] = i
     for v in outputs:
         last_use[v] = len(g.nodes)
-    arena_vals = [v for v in first if v not in outputs and v in program.buffers and v in shapes]
+    # a view (program.views: a reshape between intermediates) shares its root's bytes, which
+    # live until the last use of the root or any view of it
+    views = getattr(program, "views", {})
+
+    def root(v):
+        while v in views:
+            v = views[v]
+        return v
+    for v in views:
+        r = root(v)
+        last_use[r] = max(last_use.get(r, first.get(r, 0)), last_use.get(v, first[v]))
+    arena_vals = [v for v in first if v not in outputs and v in program.buffers and v in shapes
+                  and v not in views]
     sizes = {v: int(np.prod(shapes[v], dtype=np.int64)) * v.type.dtype.numpy.itemsize
              for v in arena_vals}
     life = {v: (first[v], last_use.get(v, first[v])) for v in arena_vals}
     offsets, total = plan_arena(arena_vals, sizes, life)
+    for v in views:
+        if root(v) in offsets:
+            offsets[v] = offsets[root(v)]
     return Plan(dims, shapes, offsets, total)

@@ -172,6 +172,8 @@ def profile(model, runs: int = 10, threads: int | None = None, opt_level: int = 
     records = []
     for i in sorted(nat.program.native):
         nk = nat.program.native[i]
+        if nk.node.outputs[0] in nat.program.views:
+            continue                    # a view of its input: no kernel runs (lower/program.py)
         cost = node_cost(nk.node, shapes)
         records.append(KernelRecord(
             i, nk.kernel.name, nk.fn, nk.node.op, list(nk.kernel.sources),
