@@ -39,6 +39,7 @@ from . import linalg_lower
 PAR = 2                  # block counts are multiples of this (threads of the target machine)
 DIRECT_M = 16            # B known at run time and at most this many rows: read B in place
 SMALL = 1 << 15          # M*N*K below this: one block (threading costs more than it gives)
+SHALLOW_K = 64           # K up to this: tiles walk along C's rows (storing C costs more than the FMAs)
 I64 = "i64"
 
 
@@ -241,19 +242,26 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
         call = CallC(cfg.fn("tile_s"), (kc, mul(mul(rb, Const(MR)), kc), mul(mul(jb, Const(NR)), kc),
                                         Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
                                         Bin(">", kb, Const(0), "bool")))
-    tile = [let(ir, add(ic, mul(rb, Const(MR)))), let(mr, _min(Const(MR), sub(mc, mul(rb, Const(MR))))),
-            call]
+    tile = [call]
     fin = _finish(ctx, spec, bvars, ybase, ir, jr, mr, nr)
     if fin:
         tile.append(If(Bin("==", kb, sub(nkb, Const(1)), "bool"), fin))
-    jloop = [let(jr, add(n0, mul(jb, Const(NR)))), let(nr, _min(Const(NR), sub(n1, jr))),
-             For(rb.name, _cdiv(mc, MR), tile)]
+    row = [let(ir, add(ic, mul(rb, Const(MR)))), let(mr, _min(Const(MR), sub(mc, mul(rb, Const(MR)))))]
+    col = [let(jr, add(n0, mul(jb, Const(NR)))), let(nr, _min(Const(NR), sub(n1, jr)))]
+    rows, cols = (rb.name, _cdiv(mc, MR)), (jb.name, _cdiv(sub(n1, n0), NR))
+    if isinstance(K, Const) and K.value <= SHALLOW_K:
+        # shallow products: the C tiles dominate, so walk each row panel's tiles along the rows
+        # of C (MR output streams) rather than down a column of tiles (mc streams, far apart)
+        inner = For(rows[0], rows[1], row + [For(cols[0], cols[1], col + tile)])
+    else:
+        # the B panel stays in L1 while the MR-row panels of A stream through it
+        inner = For(cols[0], cols[1], col + [For(rows[0], rows[1], row + tile)])
     iloop = [let(ic, add(m0, mul(ib, Const(MC)))), let(mc, _min(Const(MC), sub(m1, ic)))]
     if not spec.a_packed:
         iloop.append(CallC(cfg.fn("pack_a"), (
             Ref(spec.a.buf, add(abase, add(mul(ic, spec.rsa), mul(pc, spec.csa))), "f32"),
             spec.rsa, spec.csa, mc, kc, Const(float(spec.alpha), "f32"))))
-    iloop.append(For(jb.name, _cdiv(sub(n1, n0), NR), jloop))
+    iloop.append(inner)
     kloop = [let(pc, mul(kb, Const(KC))), let(kc, _min(Const(KC), sub(K, pc)))]
     if spec.gather_b is not None:
         kloop.append(spec.gather_b(bbase, pc, kc, n0, sub(n1, n0)))
