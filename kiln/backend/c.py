@@ -2,6 +2,7 @@
 only ever reach the source as sanitized identifiers or escaped comments."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -204,10 +205,15 @@ class CRenderer:
                         # handed out dynamically (a core taken by another process stalls less)
                         out.append(f"{indent}#pragma omp parallel for schedule(dynamic, 1) if({ext} > 1)")
                     else:
-                        out.append(f"{indent}#pragma omp parallel for schedule(static) "
+                        # rectangular serial loops right under it join the parallel loop, so a
+                        # batch of one (an outer extent of 1) still splits over the threads
+                        depth = _collapsible(s)
+                        clause = f" collapse({depth})" if depth > 1 else ""
+                        out.append(f"{indent}#pragma omp parallel for schedule(static){clause} "
                                    f"if({self.work(s)} > 32768)")
                 elif s.kind == "vector":
-                    out.append(f"{indent}#pragma omp simd")
+                    red = "".join(f" reduction({op}:{v})" for op, v in s.reduce)
+                    out.append(f"{indent}#pragma omp simd{red}")
                 elif s.kind == "unroll":
                     out.append(f"{indent}#pragma GCC unroll 8")
                 out.append(f"{indent}for (int64_t {s.var} = {self.expr(s.start)}; {s.var} < {ext}; ++{s.var}) {{")
@@ -281,3 +287,34 @@ def _static_work(stmts, unknown: int = 16) -> int:
         if total > 1 << 20:
             return 1 << 20
     return total
+
+
+def _vars(e) -> set:
+    """Names of the loop-IR variables an expression reads."""
+    if isinstance(e, Var):
+        return {e.name}
+    out = set()
+    if dataclasses.is_dataclass(e):
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            for x in (v if isinstance(v, (list, tuple)) else (v,)):
+                if dataclasses.is_dataclass(x):
+                    out |= _vars(x)
+    return out
+
+
+def _collapsible(loop: For, most: int = 3) -> int:
+    """How many loops from `loop` down form a perfect, rectangular nest of serial loops (inner
+    bounds not reading outer loop variables) that OpenMP may collapse into one."""
+    depth, names, s = 1, {loop.var}, loop
+    while depth < most:
+        inner = [b for b in s.body if not isinstance(b, Comment)]
+        if len(inner) != 1 or not isinstance(inner[0], For) or inner[0].kind != "serial":
+            break
+        f = inner[0]
+        if (_vars(f.extent) | _vars(f.start)) & names:
+            break
+        depth += 1
+        names.add(f.var)
+        s = f
+    return depth

@@ -96,6 +96,9 @@ class For:
     body: list
     kind: str = "serial"          # serial | parallel | vector | unroll
     start: Expr = Const(0)
+    # vector loops that fold into scalars: (("+", "s"), ("max", "m")): each lane keeps its own
+    # partial result, combined after the loop (reassociates: float sums and maxima only)
+    reduce: tuple = ()
 
 
 @dataclass
@@ -252,6 +255,8 @@ def format_stmts(stmts, indent: str = "  ") -> list[str]:
     for s in stmts:
         if isinstance(s, For):
             kind = "" if s.kind == "serial" else f" {s.kind}"
+            if s.reduce:
+                kind += " reduce(" + ", ".join(f"{op}:{v}" for op, v in s.reduce) + ")"
             out.append(f"{indent}for {s.var} in {format_expr(s.start)}..{format_expr(s.extent)}{kind}:")
             out += format_stmts(s.body, indent + "  ")
         elif isinstance(s, Store):

@@ -161,6 +161,15 @@ def _log_sum_exp(ctx, x, out, axes):
     return _row_passes(ctx, x, axes, "logsumexp", out)
 
 
+def _reduce_nest(vars_, extents, body, reduction):
+    """nest() whose innermost loop is a vector loop, reducing into `reduction` = (op, var) when
+    given."""
+    if not vars_:
+        return body
+    inner = [For(vars_[-1].name, extents[-1], body, "vector", reduce=(reduction,) if reduction else ())]
+    return nest(vars_[:-1], extents[:-1], inner) if len(vars_) > 1 else inner
+
+
 def _row_passes(ctx, x, axes, kind, out):
     """max pass, sum-of-exp pass, then the result: softmax, log-softmax or log-sum-exp."""
     dt = x.dtype
@@ -171,11 +180,15 @@ def _row_passes(ctx, x, axes, kind, out):
     mv, sv = Var(m, dt), Var(s, dt)
     xi = x.load(ctx.index(x, all_vars))
     body = [Let(m, c(float("-inf"), dt), dt)]
-    body += nest(red, red_ext, [Assign(m, maximum(mv, xi))])
+    # the max and the sum as vector reductions over the last axis (lanes combined at the end).
+    # The max may drop a NaN, but a NaN anywhere in the row makes the sum, and so the whole
+    # row, NaN anyway
+    body += _reduce_nest(red, red_ext, [Assign(m, select(binop(">", xi, mv), xi, mv))], ("max", m))
     # a row of -inf (or empty) must not become NaN through inf - inf
     body.append(Assign(m, select(binop("==", mv, c(float("-inf"), dt)), c(0, dt), mv)))
     body.append(Let(s, c(0, dt), dt))
-    body += nest(red, red_ext, [Assign(s, binop("+", sv, call("exp", binop("-", xi, mv))))])
+    body += _reduce_nest(red, red_ext, [Assign(s, binop("+", sv, call("exp", binop("-", xi, mv))))],
+                         ("+", s))
     if kind == "logsumexp":
         body.append(Store(out.buf, out_index(x, axes, kept), binop("+", call("log", sv), mv)))
     else:
@@ -188,7 +201,7 @@ def _row_passes(ctx, x, axes, kind, out):
             lse = ctx.fresh("lse")
             body.append(Let(lse, binop("+", call("log", sv), mv), dt))
             val = binop("-", xi, Var(lse, dt))
-        body += nest(red, red_ext, [Store(y.buf, ctx.index(y, all_vars), val)])
+        body += _reduce_nest(red, red_ext, [Store(y.buf, ctx.index(y, all_vars), val)], None)
     return nest(kept, kept_ext, body, "parallel")
 
 
