@@ -65,14 +65,17 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
-def _ukr(cfg: GemmConfig, rows: int) -> str:
+def _ukr(cfg: GemmConfig, rows: int, half: bool = False) -> str:
     """The micro-kernel for tiles of `rows` (<= MR) rows: rows x NR accumulators in registers. Short
-    tiles keep several sets of accumulators over interleaved k (FMA latency), summed at the end."""
-    nv, vw, nr, mr = cfg.nv, cfg.vw, cfg.nr, cfg.mr
+    tiles keep several sets of accumulators over interleaved k (FMA latency), summed at the end.
+    `half`: the left half of the panel only (NV/2 vectors), for a last panel of at most NR/2 valid
+    columns (N = 49 would otherwise spend a quarter of its FMAs on padding)."""
+    nv, vw, mr = (cfg.nv // 2 if half else cfg.nv), cfg.vw, cfg.mr
+    nr = nv * vw
     vt = f"kiln_f32v{vw}"
     sets = max(1, min(4, 15 // ((rows + 1) * nv)))
     lines = [
-        f"static inline __attribute__((always_inline)) void kiln_gemm_ukr{rows}_{cfg.name}(",
+        f"static inline __attribute__((always_inline)) void kiln_gemm_ukr{rows}{'h' if half else ''}_{cfg.name}(",
         "    int64_t kc, const float* restrict a, const float* restrict b, int64_t ldb,",
         "    float* restrict c, int64_t ldc, int64_t nr, int64_t acc) {",
     ]
@@ -282,6 +285,17 @@ def _entries(cfg: GemmConfig) -> str:
 {cases}
     default: break;
   }}"""
+    if cfg.nv >= 2:             # a narrow last panel: the half-width kernels
+        half = "\n".join(f"      case {r}: kiln_gemm_ukr{r}h_{n}(kc, a, b, ldb, c, ldc, nr, acc); break;"
+                         for r in range(cfg.mr, 0, -1))
+        dispatch = f"""  if (nr <= {cfg.nr // 2}) {{
+    switch (mr) {{
+{half}
+      default: break;
+    }}
+    return;
+  }}
+""" + dispatch
     return f"""
 static __attribute__((unused)) void kiln_gemm_tile_{n}(int64_t kc, int64_t a_off,
     const float* restrict b, float* restrict c, int64_t ldc, int64_t mr, int64_t nr, int64_t acc) {{
@@ -335,6 +349,8 @@ def gemm_source(cfg: GemmConfig) -> str:
             f"typedef float kiln_f32v{cfg.vw} __attribute__((vector_size({4 * cfg.vw}), aligned(4), "
             "may_alias));\n")
     ukrs = "\n".join(_ukr(cfg, r) for r in range(cfg.mr, 0, -1))
+    if cfg.nv >= 2:
+        ukrs += "\n" + "\n".join(_ukr(cfg, r, half=True) for r in range(cfg.mr, 0, -1))
     return head + ukrs + "\n" + _pack(cfg) + _entries(cfg)
 
 
