@@ -225,3 +225,24 @@ def test_reshapes_between_intermediates_are_views_of_their_input():
     y, z = mod.run({"x": x})
     np.testing.assert_array_equal(y, np.maximum(x, 0).reshape(2, 24))
     np.testing.assert_array_equal(z, -x.reshape(2, 4, 6))
+
+
+def test_elementwise_nodes_write_over_an_input_read_for_the_last_time():
+    """opt_level 0 (no fusion): Neg and Exp write in place over the intermediate they read last;
+    Add may not (its input r is read again later, by Mul), and the graph output gets its own."""
+    from kiln.runtime.plan import static_plan
+    m = make([helper.make_node("Relu", ["x"], ["r"]),
+              helper.make_node("Neg", ["r"], ["n"]),
+              helper.make_node("Exp", ["n"], ["e"]),
+              helper.make_node("Add", ["e", "r"], ["a"]),
+              helper.make_node("Mul", ["a", "r"], ["y"])],
+             [f32("x", ["N", 16])], [f32("y", None)])
+    mod = kiln.compile(m, target="cpu", opt_level=0)
+    prog = mod._native.program
+    assert {y.name: x.name for y, x in prog.inplace.items()} == {"e": "n", "a": "e"}
+    plan = static_plan(prog, {v: (3, 16) for v in prog.graph.inputs})
+    off = {v.name: o for v, o in plan.offsets.items()}
+    assert off["n"] == off["e"] == off["a"] != off["r"]
+    x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    r = np.maximum(x, 0)
+    np.testing.assert_allclose(mod.run({"x": x})[0], (np.exp(-r) + r) * r, rtol=1e-6)

@@ -47,6 +47,9 @@ class Program:
     # reshape-like nodes whose output is a view of their input (same arena bytes, no kernel call
     # in the segments; kiln_node_<i> still copies, for runs with a buffer per value): out -> in
     views: dict = field(default_factory=dict)
+    # elementwise nodes that write over an input read for the last time (same shape and dtype,
+    # read at the output's own index only): out -> in; the kernel runs, in place
+    inplace: dict = field(default_factory=dict)
 
     @property
     def n_slots(self) -> int:
@@ -138,12 +141,60 @@ def lower_graph(graph: Graph, registry=REGISTRY, progress=None, profile: bool = 
             nk.buffers.append(buffers[v])
     segments = _segments(len(graph.nodes), native)
     views = _views(graph, native)
+    inplace = _inplace(graph, native, views)
     sources, n_unique = _emit(graph, native, segments, not host, profile, views)
     return Program(graph, dict(slots.slots), value_slots, buffers, native, host, reasons,
-                   segments, sources, n_unique, views)
+                   segments, sources, n_unique, views, inplace)
 
 
 VIEW_OPS = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _inplace(graph: Graph, native: dict, views: dict) -> dict:
+    """out -> in for native elementwise nodes (an op with a scalar form, or an elementwise Fused
+    group) whose input of the output's shape and dtype is an intermediate read for the last time
+    there (its views included): the planner gives the output that input's bytes. Safe because an
+    elementwise kernel reads such an input only at the index it is writing."""
+    ends = set(graph.inputs) | set(graph.outputs)
+    last: dict = {}
+    for i, node in enumerate(graph.nodes):
+        for v in node.inputs:
+            if v is not None:
+                last[v] = i
+        for sub in node.subgraphs():
+            for _, inner in sub.all_nodes():
+                for v in inner.inputs:
+                    last[v] = max(last.get(v, i), i)
+
+    def root(v):
+        while v in views:
+            v = views[v]
+        return v
+    readers: dict = {}                    # root -> last node reading it or any view of it
+    for v, i in last.items():
+        r = root(v)
+        readers[r] = max(readers.get(r, -1), i)
+    taken, out = set(), {}
+    for i, nk in native.items():
+        node = nk.node
+        elementwise = REGISTRY.get(node.op).scalar is not None or \
+            (node.op == "Fused" and node.attrs.get("kind") == "elementwise")
+        y = node.outputs[0] if len(node.outputs) == 1 else None
+        if not elementwise or y is None or y in ends or y in views:
+            continue
+        for x in node.inputs:
+            if x is None or x.is_const or x in ends or x in taken or root(x) in ends:
+                continue
+            if x in views:
+                continue                  # a view's bytes belong to its root
+            if readers.get(x) != i or sum(v is x for v in node.inputs) != 1:
+                continue
+            if not (isinstance(x.type, TensorType) and x.type == y.type and None not in (y.type.shape or [None])):
+                continue
+            out[y] = x
+            taken.add(x)
+            break
+    return out
 
 
 def _views(graph: Graph, native: dict) -> dict:

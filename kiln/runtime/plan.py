@@ -180,7 +180,8 @@ def static_plan(program, input_shapes: dict) -> Plan:
         last_use[v] = len(g.nodes)
     # a view (program.views: a reshape between intermediates) shares its root's bytes, which
     # live until the last use of the root or any view of it
-    views = getattr(program, "views", {})
+    # an in-place output (program.inplace) takes over its input's bytes the same way
+    views = {**getattr(program, "views", {}), **getattr(program, "inplace", {})}
 
     def root(v):
         while v in views:
