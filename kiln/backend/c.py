@@ -31,6 +31,12 @@ static inline double kiln_max(double a, double b) { return (a != a || a > b) ? a
 static inline int64_t kiln_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 static inline int64_t kiln_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 static inline float kiln_roundf(float x) { return nearbyintf(x); }
+#ifdef _OPENMP
+int omp_get_max_threads(void);
+static inline int64_t kiln_threads(void) { return omp_get_max_threads(); }
+#else
+static inline int64_t kiln_threads(void) { return 1; }
+#endif
 /* f32 exp, erf and tanh without libm calls: branch-free, so `omp simd` loops vectorize them */
 typedef union { float f; int32_t i; } kiln_fbits;
 static inline float kiln_expf(float x) {
@@ -183,6 +189,8 @@ class CRenderer:
             args = ", ".join(self.expr(a) for a in e.args)
             if e.fn in MATH and e.dtype in FLOATS:
                 return f"{MATH[e.fn][e.dtype == 'f64']}({args})"
+            if e.fn == "threads":          # the OpenMP team size a parallel loop will get
+                return "kiln_threads()"
             if e.fn == "abs":
                 return f"({args} < 0 ? -({args}) : ({args}))"
             raise ValueError(f"no C function for {e.fn} on {e.dtype}")

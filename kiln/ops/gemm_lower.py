@@ -18,7 +18,7 @@ B that is a compile-time constant arrives pre-packed (PackedMatMul, kiln/passes/
 otherwise (activations: attention's QK^T and PV, or opt_level < 2) it is packed per block at run
 time. The partition: with packed B, blocks split M first (each thread packs only its own rows of A,
 B is shared read-only); with B packed at run time, few blocks of many rows (B is packed once per
-block). Block counts are even when above one (PAR = 2 threads on the machines kiln targets) and
+block). Block counts are multiples of the thread count (read at run time) when above one, and
 tiny products run on one thread. Ragged M/N/K go through the same kernel (zero-padded panels).
 Anything else (f64, integers, shapes this does not handle) falls back to linalg_lower's loops.
 An ungrouped 2-D Conv is the same GEMM per image (W @ im2col(X[n]), bias and fused epilogue per
@@ -32,11 +32,14 @@ from typing import Callable
 
 from ..backend.microkernel import host_config
 from ..lower.context import LowerCtx, NotLowerable, TensorRef
-from ..lower.loopir import (Bin, CallC, Const, Expr, For, If, Let, Load, Ref, Select, Store, Var,
+from ..lower.loopir import (Bin, Call, CallC, Const, Expr, For, If, Let, Load, Ref, Select, Store, Var,
                             add, mul, product, sub)
 from . import linalg_lower
 
-PAR = 2                  # block counts are multiples of this (threads of the target machine)
+# block counts are multiples of the thread count, read at run time into `par` at the head of the
+# kernel (omp_get_max_threads: one library serves any thread count a Module is given)
+PAR = Var("par", "i64")
+BATCH_BLOCKS = 8         # at least this many matrices in a batch: one row block per matrix
 DIRECT_M = 16            # B known at run time and at most this many rows: read B in place
 SMALL = 1 << 15          # M*N*K below this: one block (threading costs more than it gives)
 SHALLOW_K = 64           # K up to this: tiles walk along C's rows (storing C costs more than the FMAs)
@@ -84,11 +87,12 @@ def _max(a, b) -> Expr:
     return Bin("max", a, b, I64)
 
 
-def _round_even(g: Expr) -> Expr:
-    """g rounded up to a multiple of PAR when above 1."""
-    if isinstance(g, Const):
-        return g if g.value <= 1 else Const(-(-g.value // PAR) * PAR)
-    return Select(Bin(">", g, Const(1), "bool"), mul(_div(add(g, Const(PAR - 1)), PAR), Const(PAR)),
+def _round_up(g: Expr) -> Expr:
+    """g (a name or a constant: it appears three times) rounded up to a multiple of the thread
+    count when above 1."""
+    if isinstance(g, Const) and g.value <= 1:
+        return g
+    return Select(Bin(">", g, Const(1), "bool"), mul(_div(add(g, sub(PAR, Const(1))), PAR), PAR),
                   g, I64)
 
 
@@ -149,24 +153,27 @@ def _if_one(g: Expr, a: Expr, b: Expr) -> Expr:
     return Select(Bin("==", g, Const(1), "bool"), a, b, I64)
 
 
-def _partition(spec: GemmSpec, cfg) -> tuple[Expr, Expr]:
+def _partition(spec: GemmSpec, cfg, bind) -> tuple[Expr, Expr]:
     """gm x gn blocks per matrix. Columns: blocks of at most NC. Rows: with B packed ahead (or read
-    in place) blocks of about MC rows, an even count (each thread packs only its rows of A); with B
-    packed per block, at most PAR blocks of many rows. One row block (M <= MC): split the columns
-    between the threads instead. Tiny products and batches of matrices: no split."""
+    in place) blocks of about MC rows, a multiple of the thread count (each thread packs only its
+    rows of A); with B packed per block, at most one block of rows per thread. One row block
+    (M <= MC): split the columns between the threads instead. Tiny products and batches of
+    matrices: no split. `bind(prefix, expr)` names a runtime expression (a Let), keeping the C
+    readable."""
     nmr, nnr = _cdiv(spec.M, cfg.mr), _cdiv(spec.N, cfg.nr)
-    gn = _cdiv(nnr, cfg.nc // cfg.nr)
+    gn_nc = bind("gnc", _max(_cdiv(nnr, cfg.nc // cfg.nr), 1))
     if spec.packed or _direct(spec):
-        gm = _min(nmr, _round_even(_max(1, _cdiv(nmr, cfg.mc // cfg.mr))))
+        gm = _min(nmr, bind("gmr", _round_up(bind("gmc", _max(1, _cdiv(nmr, cfg.mc // cfg.mr))))))
     elif spec.split_n:
         gm = Const(1)
     else:
         gm = _min(_max(nmr, 1), PAR)
-    gn = _if_one(gm, _min(_max(nnr, 1), _round_even(_max(gn, PAR))), gn)
-    gm, gn = _max(gm, 1), _max(gn, 1)
+    gm = bind("gm", _max(gm, 1))
+    gn = _if_one(gm, _min(_max(nnr, 1), bind("gnr", _round_up(bind("gnp", _max(gn_nc, PAR))))), gn_nc)
+    gn = bind("gn", _max(gn, 1))
     nb = product(spec.batch)
-    if isinstance(nb, Const) and nb.value >= 4 * PAR:     # enough matrices: one block each
-        gm, gn = Const(1), Const(1)
+    if isinstance(nb, Const) and nb.value >= BATCH_BLOCKS:  # enough matrices: one row block each,
+        gm, gn = Const(1), gn_nc                          # B's columns still in blocks of NC
     work = mul(mul(spec.M, spec.N), spec.K)
     if isinstance(work, Const):
         if work.value < SMALL:
@@ -187,10 +194,18 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
     def let(v: Var, e: Expr):
         return Let(v.name, e, I64)
 
-    gm_e, gn_e = _partition(spec, cfg)
+    head = [let(PAR, Call("threads", (), I64))]
+
+    def bind(prefix: str, e: Expr) -> Expr:
+        if isinstance(e, (Const, Var)):
+            return e
+        v = var(prefix)
+        head.append(let(v, e))
+        return v
+    gm_e, gn_e = _partition(spec, cfg, bind)
     gm, gn, t = var("gm"), var("gn"), var("t")
     nb = product(spec.batch)
-    head = [let(gm, gm_e), let(gn, gn_e)]
+    head += [let(gm, gm_e), let(gn, gn_e)]
     body = []
     blocks = mul(gm, gn)
     tb, tr, bm, bn = var("tb"), var("tr"), var("bm"), var("bn")
