@@ -6,8 +6,8 @@ from . import (activation, attention, control, detection, elementwise, fused, ge
                ml, nn, quant, random, reduce, rnn, sequence, shape, signal, text, training)
 from . import (activation_lower, elementwise_lower, fused_lower, index_lower, linalg_lower, nn_lower,
                reduce_lower, shape_lower)
-from . import (attention_lower, nn_loss_lower, quant_lower, resize_lower, rnn_lower, signal_lower,
-               training_lower)
+from . import (attention_lower, nn_loss_lower, norm_lower, quant_lower, resize_lower, rnn_lower,
+               sample_lower, signal_lower, training_lower)
 from . import gemm_lower
 from .registry import REQUIRED, OpDef, Registry, op
 
@@ -18,6 +18,7 @@ MODULES = [elementwise, activation, reduce, shape, index, nn, linalg, quant, rnn
 # Native lowerings, kept beside each family in <family>_lower.py; each gives ops of the registry
 # their `lower` or `scalar` function.
 LOWERINGS = [fused_lower, elementwise_lower, activation_lower, reduce_lower, shape_lower, index_lower, nn_lower,
+             norm_lower, sample_lower,
              linalg_lower, nn_loss_lower, resize_lower, quant_lower, attention_lower, signal_lower, rnn_lower,
              training_lower,
              gemm_lower]       # after linalg_lower: replaces its MatMul/Gemm loops

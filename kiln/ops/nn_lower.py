@@ -5,7 +5,8 @@ the rest, grouped and depthwise convolutions above all. Loop order: (n, output c
 then output rows; each row takes every input channel and kernel tap while it sits in L1, with the
 valid output column range of each kernel column computed up front so the innermost loop has no
 bounds checks (contiguous and vectorizable at stride 1), and the fused epilogue runs on it before
-the next row.
+the next row. Pooling shares the row schedule; the N-d window ops gather per output element.
+Normalizations live in norm_lower.py, spatial sampling in sample_lower.py.
 """
 from __future__ import annotations
 
@@ -266,7 +267,7 @@ def _nest(vars_, extents, body, kind="serial"):
     return body
 
 
-def _flat(idx, dims):
+def flat_index(idx, dims):
     out = Const(0)
     for i, d in zip(idx, dims):
         out = add(mul(out, d), i)
@@ -313,13 +314,13 @@ def conv_gather(ctx, x, w, y, x_value, w_value, acc_dt, init, finish):
     for ci, sz in zip(coords, S):
         inside = binop("&&", inside, binop("&&", binop(">=", ci, Const(0)), binop("<", ci, sz)))
     chan = add(mul(Bin("/", m, Const(M // group), "i64"), Const(cin)), ic) if group != 1 else ic
-    xi = _flat([n, chan] + coords, [N, C] + list(S))
-    wi = _flat([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
+    xi = flat_index([n, chan] + coords, [N, C] + list(S))
+    wi = flat_index([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
     prod = binop("*", x_value(x.load(xi), m), w_value(w.load(wi), m))
     tap = [If(inside, [Assign(acc, binop("+", accv, prod))])]
     inner = [For(ic.name, Const(cin), _nest(tv, [Const(kk) for kk in kernel], tap))]
     body = [Let(acc, init(m), acc_dt)] + inner + \
-        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), finish(accv, m))]
+        [Store(y.buf, flat_index([nm] + ov, [mul(N, Const(M))] + list(O)), finish(accv, m))]
     split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
     return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
 
@@ -413,13 +414,13 @@ def lower_deform_conv(ctx):
     accv = Var(acc, dt)
     chan = add(mul(Bin("/", m, Const(M // group), "i64"), Const(cin)), ic) if group != 1 else ic
     g = Bin("/", chan, Const(c_per_og), "i64")
-    tap = _flat(tv, [Const(kk) for kk in kernel])
+    tap = flat_index(tv, [Const(kk) for kk in kernel])
     f = lambda v: c(v, dt)
     lets = []
     for i in range(k):     # offset[n, g, tap, i, o...], offset channel = (g * taps + tap) * k + i
         oc = add(mul(add(mul(g, Const(taps)), tap), Const(k)), Const(i))
         start = add(add(mul(ov[i], Const(strides[i])), Const(-begin[i])), mul(tv[i], Const(dil[i])))
-        lets.append(Let(pos_names[i], binop("+", cast(start, dt), off.load(_flat([n, oc] + ov, [N, off.shape[1]] + list(O)))), dt))
+        lets.append(Let(pos_names[i], binop("+", cast(start, dt), off.load(flat_index([n, oc] + ov, [N, off.shape[1]] + list(O)))), dt))
     sample = None
     for corner in itertools.product((0, 1), repeat=k):
         weight, inside, idx = None, c(True, "bool"), []
@@ -433,15 +434,15 @@ def lower_deform_conv(ctx):
             # clamped as floats before the cast (a huge or NaN position must not index outside)
             idx.append(select(binop(">=", ii, f(0.0)), select(binop(">", ii, cast(sub(S[i], Const(1)), dt)),
                                                               sub(S[i], Const(1)), cast(ii, "i64")), Const(0)))
-        term = select(inside, binop("*", x.load(_flat([n, chan] + idx, [N, C] + list(S))), weight), f(0.0))
+        term = select(inside, binop("*", x.load(flat_index([n, chan] + idx, [N, C] + list(S))), weight), f(0.0))
         sample = term if sample is None else binop("+", sample, term)
     if mask is not None:
-        sample = binop("*", sample, mask.load(_flat([n, add(mul(g, Const(taps)), tap)] + ov, [N, mask.shape[1]] + list(O))))
-    wi = _flat([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
+        sample = binop("*", sample, mask.load(flat_index([n, add(mul(g, Const(taps)), tap)] + ov, [N, mask.shape[1]] + list(O))))
+    wi = flat_index([m, ic] + tv, [Const(M), Const(cin)] + [Const(kk) for kk in kernel])
     body_tap = lets + [Assign(acc, binop("+", accv, binop("*", w.load(wi), sample)))]
     inner = [For(ic.name, Const(cin), _nest(tv, [Const(kk) for kk in kernel], body_tap))]
     body = [Let(acc, b.load(m) if b is not None else f(0.0), dt)] + inner + \
-        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
+        [Store(y.buf, flat_index([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
     split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
     return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
 
@@ -498,14 +499,14 @@ def lower_conv_transpose(ctx):
         src.append(i)
     chan = add(mul(Bin("/", m, Const(Mg), "i64"), Const(Cg)), cc) if group != 1 else cc
     m_local = Bin("%", m, Const(Mg), "i64") if group != 1 else m
-    xi = _flat([n, chan] + src, [N, Const(C)] + list(S))
-    wi = _flat([chan, m_local] + tv, [Const(C), Const(Mg)] + [Const(kk) for kk in kernel])
+    xi = flat_index([n, chan] + src, [N, Const(C)] + list(S))
+    wi = flat_index([chan, m_local] + tv, [Const(C), Const(Mg)] + [Const(kk) for kk in kernel])
     lets = [Let(f, sub(add(o, Const(bg)), mul(t, Const(d))), "i64")
             for f, o, t, bg, d in zip(full, ov, tv, begin, dil)]
     tap = lets + [If(ok, [Assign(acc, binop("+", accv, binop("*", x.load(xi), w.load(wi))))])]
     inner = [For(cc.name, Const(Cg), _nest(tv, [Const(kk) for kk in kernel], tap))]
     body = [Let(acc, b.load(m) if b is not None else c(0, dt), dt)] + inner + \
-        [Store(y.buf, _flat([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
+        [Store(y.buf, flat_index([nm] + ov, [mul(N, Const(M))] + list(O)), accv)]
     split = [Let(n.name, Bin("/", nm, Const(M), "i64"), "i64"), Let(m.name, Bin("%", nm, Const(M), "i64"), "i64")]
     return [For(nm.name, mul(N, Const(M)), split + _nest(ov, list(O), body), "parallel")]
 
@@ -535,7 +536,7 @@ def lower_pool_nd(ctx, kind: str):
     inside = c(True, "bool")
     for ci, sz in zip(coords, S):
         inside = binop("&&", inside, binop("&&", binop(">=", ci, Const(0)), binop("<", ci, sz)))
-    xv = x.load(_flat([nc] + coords, [mul(N, C)] + list(S)))
+    xv = x.load(flat_index([nc] + coords, [mul(N, C)] + list(S)))
     acc, cnt = ctx.fresh("acc"), ctx.fresh("cnt")
     accv, cntv = Var(acc, dt), Var(cnt, "i64")
     body = [Let(acc, _lowest(dt) if kind == "max" else c(0, dt), dt)]
@@ -544,15 +545,15 @@ def lower_pool_nd(ctx, kind: str):
     elif kind == "max":            # the first maximum in window order; padding reads the lowest value
         clipped = [minimum(maximum(ci, Const(0)), sub(sz, Const(1))) for ci, sz in zip(coords, S)]
         if a["storage_order"]:
-            spatial_at = _flat(clipped[::-1], list(S)[::-1])
+            spatial_at = flat_index(clipped[::-1], list(S)[::-1])
         else:
-            spatial_at = _flat(clipped, list(S))
+            spatial_at = flat_index(clipped, list(S))
         at, v = ctx.fresh("at"), ctx.fresh("v")
         vv = Var(v, dt)
         better = binop(">", vv, accv)
         if dt in FLOAT:
             better = binop("||", better, binop("&&", binop("!=", vv, vv), binop("==", accv, accv)))
-        first = binop("==", _flat(tv, [Const(kk) for kk in kernel]), Const(0))
+        first = binop("==", flat_index(tv, [Const(kk) for kk in kernel]), Const(0))
         tap = [Let(v, select(inside, xv, _lowest(dt)), dt),
                If(binop("||", first, better), [Assign(acc, vv), Assign(at, spatial_at)])]
         body.append(Let(at, Const(0), "i64"))
@@ -572,436 +573,18 @@ def lower_pool_nd(ctx, kind: str):
         result = call("pow", accv, c(1.0 / a["p"], dt))
     else:
         result = accv
-    yi = _flat([nc] + ov, [mul(N, C)] + list(O))
+    yi = flat_index([nc] + ov, [mul(N, C)] + list(O))
     body.append(Store(y.buf, yi, result))
     if ind is not None:
         body.append(Store(ind.buf, yi, add(mul(nc, product(S)), Var(at))))
     return [For(nc.name, mul(N, C), _nest(ov, list(O), body), "parallel")]
 
 
-# --- spatial sampling: GridSample, AffineGrid ---------------------------------------------------
-def lower_grid_sample(ctx):
-    """One output element (n, c, position) at a time, positions in parallel per image: for each
-    spatial axis the grid coordinate is unnormalized, padded (border / reflection) and split
-    into taps (nearest 1, linear 2, cubic 4) with their weights; taps outside the image weigh 0
-    (zeros padding). Computed in the input's float type, as the reference."""
-    x, grid, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
-    dt = x.dtype
-    a = ctx.attrs
-    mode, pad, align = a["mode"], a["padding_mode"], bool(a["align_corners"])
-    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
-    if dt not in FLOAT or grid.dtype != dt or x.rank < 3 or grid.rank != x.rank:
-        raise NotLowerable("GridSample of non-floats or mixed dtypes")
-    if mode not in ("nearest", "linear", "cubic") or pad not in ("zeros", "border", "reflection"):
-        raise NotLowerable(f"GridSample mode {mode!r} / padding {pad!r}")
-    k = x.rank - 2
-    N, C, S = x.shape[0], x.shape[1], x.shape[2:]
-    O = grid.shape[1:-1]
-    f = lambda v: c(v, dt)
-    nv, cv = Var(ctx.fresh("n")), Var(ctx.fresh("c"))
-    ov = [Var(ctx.fresh("o")) for _ in range(k)]
-    gbase = ctx.fresh("g")
-    body = [Let(gbase, mul(_flat([nv] + ov, [N] + list(O)), Const(k)), "i64")]
-    size_f = [cast(sz, dt) for sz in S]
-
-    def padded(v, i):
-        """pad_coord of the reference: border clips, reflection mirrors then clips."""
-        if pad == "zeros":
-            return v
-        hi = binop("-", size_f[i], f(1.0))
-        if pad == "reflection":
-            lo2, hi2 = (f(0.0), binop("*", f(2.0), hi)) if align else \
-                (f(-1.0), binop("-", binop("*", f(2.0), size_f[i]), f(1.0)))
-            low = binop("/", lo2, f(2.0))
-            span = binop("/", binop("-", hi2, lo2), f(2.0))
-            dist = call("fabs", binop("-", v, low))
-            extra = binop("%", dist, span)
-            flips = call("floor", binop("/", dist, span))
-            even = binop("==", binop("%", flips, f(2.0)), f(0.0))
-            r = select(even, binop("+", extra, low), binop("+", binop("-", span, extra), low))
-            v = select(binop("==", lo2, hi2), f(0.0), r)
-        return select(binop("<", v, f(0.0)), f(0.0), select(binop(">", v, hi), hi, v))
-    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
-    tv = [Var(ctx.fresh("t")) for _ in range(k)]
-    pos_w = []
-    for i in range(k):
-        g = grid.load(add(Var(gbase), Const(k - 1 - i)))
-        coord = binop("/", binop("*", binop("+", g, f(1.0)), binop("-", size_f[i], f(1.0))), f(2.0)) if align \
-            else binop("/", binop("-", binop("*", binop("+", g, f(1.0)), size_f[i]), f(1.0)), f(2.0))
-        cn = ctx.fresh("coord")
-        body.append(Let(cn, coord if mode == "cubic" else padded(coord, i), dt))
-        cvar = Var(cn, dt)
-        t = tv[i]
-        if mode == "nearest":
-            pos, wt = call("round", cvar), f(1.0)
-        elif mode == "linear":
-            base, fr = ctx.fresh("base"), ctx.fresh("frac")
-            body += [Let(base, call("floor", cvar), dt), Let(fr, binop("-", cvar, Var(base, dt)), dt)]
-            pos = binop("+", Var(base, dt), cast(t, dt))
-            wt = select(binop("==", t, Const(0)), binop("-", f(1.0), Var(fr, dt)), Var(fr, dt))
-        else:
-            base, fr = ctx.fresh("base"), ctx.fresh("frac")
-            body += [Let(base, call("floor", cvar), dt), Let(fr, binop("-", cvar, Var(base, dt)), dt)]
-            A = -0.75
-            near = lambda u: binop("+", binop("*", binop("*", binop("-", binop("*", f(A + 2), u), f(A + 3)), u), u), f(1.0))
-            far = lambda u: binop("-", binop("*", binop("+", binop("*", binop("-", binop("*", f(A), u), f(5 * A)), u),
-                                                          f(8 * A)), u), f(4 * A))
-            frv = Var(fr, dt)
-            ws = [far(binop("+", frv, f(1.0))), near(frv), near(binop("-", f(1.0), frv)), far(binop("-", f(2.0), frv))]
-            wt = select(binop("==", t, Const(0)), ws[0], select(binop("==", t, Const(1)), ws[1],
-                                                                select(binop("==", t, Const(2)), ws[2], ws[3])))
-            pos = padded(binop("+", Var(base, dt), cast(sub(t, Const(1)), dt)), i)
-        pos_w.append((pos, wt))
-    acc = ctx.fresh("acc")
-    accv = Var(acc, dt)
-    wn = [ctx.fresh("w") for _ in range(k)]
-    pn = [ctx.fresh("p") for _ in range(k)]
-    idx = []
-    for i in range(k):
-        pv = Var(pn[i], dt)
-        last = binop("-", size_f[i], f(1.0))
-        # clamped as floats before the cast (NaN lands on 0)
-        idx.append(select(binop(">", pv, f(0.0)), select(binop(">", pv, last), sub(S[i], Const(1)), cast(pv, "i64")),
-                          Const(0)))
-    inner = [Assign(acc, binop("+", accv, binop("*", x.load(_flat([nv, cv] + idx, [N, C] + list(S))),
-                                                 Var(wn[-1], dt))))]
-    for i in reversed(range(k)):
-        pos, wt = pos_w[i]
-        pv = Var(pn[i], dt)
-        inside = binop("&&", binop(">=", pv, f(0.0)), binop("<=", pv, binop("-", size_f[i], f(1.0))))
-        w = binop("*", wt, select(inside, f(1.0), f(0.0)))
-        if i:
-            w = binop("*", Var(wn[i - 1], dt), w)
-        inner = [For(tv[i].name, Const(taps), [Let(pn[i], pos, dt), Let(wn[i], w, dt)] + inner)]
-    body += [For(cv.name, C, [Let(acc, f(0.0), dt)] + inner +
-                 [Store(y.buf, _flat([nv, cv] + ov, [N, C] + list(O)), accv)])]
-    loops = body
-    for i in reversed(range(k)):
-        loops = [For(ov[i].name, O[i], loops)]
-    return [For(nv.name, N, loops, "parallel")]
-
-
-def lower_affine_grid(ctx):
-    """grid[n, d..., i] = sum_j theta[n, i, j] * (x, y[, z], 1)_j over the base coordinates of the
-    planned output (align_corners: linspace(-1, 1), else pixel centers)."""
-    theta, y = ctx.inputs[0], ctx.outputs[0]
-    dt = theta.dtype
-    if dt not in FLOAT or y.rank < 4:
-        raise NotLowerable("AffineGrid of non-floats")
-    k = y.rank - 2
-    N, S = y.shape[0], y.shape[1:-1]
-    align = bool(ctx.attrs["align_corners"])
-    nv = Var(ctx.fresh("n"))
-    ov = [Var(ctx.fresh("o")) for _ in range(k)]
-    iv = Var(ctx.fresh("i"))
-
-    def base(o, size):                 # in float64, as np.linspace / the pixel-center formula
-        of, sf = cast(o, "f64"), cast(size, "f64")
-        if align:
-            v = select(binop("==", o, sub(size, Const(1))), c(1.0, "f64"),
-                       binop("+", c(-1.0, "f64"), binop("*", of, binop("/", c(2.0, "f64"), binop("-", sf, c(1.0, "f64"))))))
-        else:
-            v = binop("-", binop("/", binop("+", binop("*", of, c(2.0, "f64")), c(1.0, "f64")), sf), c(1.0, "f64"))
-        return cast(select(binop("<=", size, Const(1)), c(0.0, "f64"), v), dt)
-    coords = [base(ov[k - 1 - j], S[k - 1 - j]) for j in range(k)] + [c(1.0, dt)]   # x first
-    acc = None
-    for j, cj in enumerate(coords):
-        term = binop("*", cj, theta.load(_flat([nv, iv, Const(j)], [N, Const(k), Const(k + 1)])))
-        acc = term if acc is None else binop("+", acc, term)
-    body = [Store(y.buf, _flat([nv] + ov + [iv], [N] + list(S) + [Const(k)]), acc)]
-    body = [For(iv.name, Const(k), body)]
-    for i in reversed(range(k)):
-        body = [For(ov[i].name, S[i], body)]
-    return [For(nv.name, N, body, "parallel")]
-
-
-def lower_max_unpool(ctx):
-    """Zeros, then each x element written at its index: the index is a flat position in the shape
-    MaxPool came from (N, C, (in - 1) * stride + kernel - pads), moved to the output's shape;
-    positions outside the output are skipped. Serial: later writes win, as the reference."""
-    x, ind, y = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
-    a = ctx.attrs
-    k = x.rank - 2
-    if k < 1 or ind.dtype not in ("i32", "i64") or y.rank != x.rank or y.dtype == "bool":
-        raise NotLowerable("MaxUnpool of this layout")
-    kernel = a["kernel_shape"]
-    strides = a["strides"] or [1] * k
-    pads = a["pads"] or [0] * (2 * k)
-    src = list(x.shape[:2]) + [add(mul(sub(x.shape[2 + i], Const(1)), Const(strides[i])),
-                                   Const(kernel[i] - pads[i] - pads[i + k])) for i in range(k)]
-    stmts = ctx.flat_loop(y.numel(), lambda i: [Store(y.buf, i, c(0, y.dtype))], "vector")
-    i = Var(ctx.fresh("i"))
-    flat, rest, coords = ctx.fresh("flat"), ctx.fresh("rest"), []
-    body = [Let(flat, cast(ind.load(i), "i64"), "i64"), Let(rest, Var(flat), "i64")]
-    for d in reversed(range(x.rank)):        # unravel in the pooled-from shape
-        cd = ctx.fresh("c")
-        body += [Let(cd, Bin("%", Var(rest), src[d], "i64"), "i64"), Assign(rest, Bin("/", Var(rest), src[d], "i64"))]
-        coords.insert(0, Var(cd))
-    ok = binop("&&", binop(">=", Var(flat), Const(0)), binop("<", Var(flat), product(src)))
-    at = Const(0)
-    for cd, d in zip(coords, y.shape):
-        ok = binop("&&", ok, binop("<", cd, d))
-        at = add(mul(at, d), cd)
-    stmts.append(For(i.name, x.numel(), body + [If(ok, [Store(y.buf, at, x.load(i))])]))
-    return stmts
-
-
-# --- normalization -----------------------------------------------------------------------------
-def lower_batch_norm(ctx):
-    x = ctx.inputs[0]
-    if ctx.attrs["training_mode"] or len([o for o in ctx.outputs if o is not None]) > 1:
-        raise NotLowerable("BatchNormalization in training mode")
-    if x.dtype not in FLOAT or x.rank < 2 or any(t.dtype != x.dtype for t in ctx.inputs[1:]):
-        raise NotLowerable("BatchNormalization needs float tensors of one dtype")
-    scale, bias, mean, var = ctx.inputs[1:5]
-    y = ctx.outputs[0]
-    eps = c(ctx.attrs["epsilon"], x.dtype)
-    N, C = x.shape[0], x.shape[1]
-    spatial = product(x.shape[2:])
-    nc, p = Var(ctx.fresh("nc")), Var(ctx.fresh("p"))
-    ch = ctx.fresh("ch")
-    chv = Var(ch)
-    a, b = ctx.fresh("a"), ctx.fresh("b")
-    body = [Let(ch, Bin("%", nc, C, "i64"), "i64"),
-            Let(a, binop("/", scale.load(chv), call("sqrt", binop("+", var.load(chv), eps))), x.dtype),
-            Let(b, binop("-", bias.load(chv), binop("*", mean.load(chv), Var(a, x.dtype))), x.dtype),
-            For(p.name, spatial, [Store(y.buf, add(mul(nc, spatial), p), binop(
-                "+", binop("*", x.load(add(mul(nc, spatial), p)), Var(a, x.dtype)), Var(b, x.dtype)))], "vector")]
-    return [For(nc.name, mul(N, C), body, "parallel")]
-
-
-def _normalize_rows(ctx, x, y, rows, width, row_of, affine, eps, stats=None):
-    """For each row: mean, variance, then y = (x - mean) * inv_std, passed through affine(i, v)."""
-    dt = x.dtype
-    r, i = Var(ctx.fresh("r")), Var(ctx.fresh("j"))
-    mean, var, inv = ctx.fresh("mean"), ctx.fresh("var"), ctx.fresh("inv")
-    mv, vv, iv = Var(mean, dt), Var(var, dt), Var(inv, dt)
-    base = mul(r, width)
-    xi = x.load(add(base, i))
-    d = binop("-", xi, mv)
-    body = [Let(mean, c(0, dt), dt),
-            For(i.name, width, [Assign(mean, binop("+", mv, xi))]),
-            Assign(mean, binop("/", mv, cast(width, dt))),
-            Let(var, c(0, dt), dt),
-            For(i.name, width, [Assign(var, binop("+", vv, binop("*", d, d)))]),
-            Let(inv, binop("/", c(1, dt), call("sqrt", binop("+", binop("/", vv, cast(width, dt)), eps))), dt),
-            For(i.name, width, [Store(y.buf, add(base, i), affine(r, i, binop("*", d, iv)))], "vector")]
-    if stats:
-        m_out, inv_out = stats
-        if m_out is not None:
-            body.append(Store(m_out.buf, r, mv))
-        if inv_out is not None:
-            body.append(Store(inv_out.buf, r, iv))
-    return [For(r.name, rows, body, "parallel")]
-
-
-def lower_layer_norm(ctx):
-    x, y = ctx.inputs[0], ctx.outputs[0]
-    scale = ctx.inputs[1]
-    bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
-    if x.dtype not in FLOAT or scale.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
-        raise NotLowerable("LayerNormalization needs float tensors of one dtype")
-    outs = ctx.outputs + [None] * (3 - len(ctx.outputs))
-    if any(o is not None and o.dtype != x.dtype for o in outs[1:]):
-        raise NotLowerable("LayerNormalization statistics in another dtype")
-    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
-    rows, width = product(x.shape[:axis]), product(x.shape[axis:])
-    inner = list(x.shape[axis:])
-    for t in (scale, bias):
-        if t is not None and (t.rank > len(inner) or any(not (d == e or (isinstance(d, Const) and d.value == 1))
-                                                         for d, e in zip(t.shape[::-1], inner[::-1]))):
-            raise NotLowerable("LayerNormalization scale/bias that broadcast over rows")
-
-    def param(t, j):
-        if t.rank == len(inner) and all(a == b for a, b in zip(t.shape, inner)):
-            return t.load(j)
-        raise NotLowerable("broadcast LayerNormalization scale")
-
-    def affine(r, j, v):
-        out = binop("*", v, param(scale, j))
-        return binop("+", out, param(bias, j)) if bias is not None else out
-    return _normalize_rows(ctx, x, y, rows, width, None, affine, c(ctx.attrs["epsilon"], x.dtype),
-                           (outs[1], outs[2]))
-
-
-def lower_instance_norm(ctx):
-    x, scale, bias = ctx.inputs
-    y = ctx.outputs[0]
-    if x.dtype not in FLOAT or x.rank < 3:
-        raise NotLowerable("InstanceNormalization of non-floats")
-    C = x.shape[1]
-    rows, width = mul(x.shape[0], C), product(x.shape[2:])
-
-    def affine(r, j, v):
-        ch = Bin("%", r, C, "i64")
-        return binop("+", binop("*", v, scale.load(ch)), bias.load(ch))
-    return _normalize_rows(ctx, x, y, rows, width, None, affine, c(ctx.attrs["epsilon"], x.dtype))
-
-
-def _stash(ctx, x):
-    """The float type statistics are computed in (stash_type, widened for float64 inputs)."""
-    from ..ir import dtypes
-    if x.dtype not in FLOAT:
-        raise NotLowerable("normalization of non-floats")
-    st = dtypes.from_onnx(ctx.attrs["stash_type"]).name if "stash_type" in ctx.attrs else "f32"
-    if st not in FLOAT:
-        raise NotLowerable(f"normalization statistics in {st}")
-    return "f64" if x.dtype == "f64" else st
-
-
-def _suffix_param(t, full_shape: list, flat):
-    """Load of a parameter broadcast against full_shape at the flat position, when its shape
-    (leading 1s aside) is a suffix of full_shape: it repeats every numel(t) elements."""
-    dims = list(t.shape)
-    while dims and isinstance(dims[0], Const) and dims[0].value == 1:
-        dims.pop(0)
-    if len(dims) > len(full_shape) or any(a != b for a, b in zip(dims[::-1], full_shape[::-1])):
-        raise NotLowerable("a normalization parameter that broadcasts inside its dims")
-    n = product(dims)
-    if all(a == b for a, b in zip(dims, full_shape)) and len(dims) == len(full_shape):
-        return t.load(flat)
-    return t.load(Bin("%", flat, n, "i64"))
-
-
-def lower_rms_norm(ctx):
-    x, scale = ctx.inputs[0], ctx.inputs[1]
-    y = ctx.outputs[0]
-    st = _stash(ctx, x)
-    dt = x.dtype
-    if scale.dtype != dt:
-        raise NotLowerable("RMSNormalization scale of another dtype")
-    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
-    if not 0 <= axis < x.rank:
-        raise NotLowerable("RMSNormalization axis out of range")
-    rows, width = product(x.shape[:axis]), product(x.shape[axis:])
-    r, j = Var(ctx.fresh("r")), Var(ctx.fresh("j"))
-    ss, inv = ctx.fresh("sumsq"), ctx.fresh("inv")
-    flat = add(mul(r, width), j)
-    xv = cast(x.load(flat), st)
-    eps = c(ctx.attrs["epsilon"], st)
-    rms = call("sqrt", binop("+", cast(binop("/", Var(ss, "f64"), cast(width, "f64")), st), eps))
-    normalized = cast(binop("/", xv, Var(inv, st)), dt)
-    body = [Let(ss, c(0, "f64"), "f64"),
-            For(j.name, width, [Assign(ss, binop("+", Var(ss, "f64"), cast(binop("*", xv, xv), "f64")))]),
-            Let(inv, rms, st),
-            For(j.name, width, [Store(y.buf, flat, binop("*", normalized, _suffix_param(scale, x.shape, flat)))],
-                "vector")]
-    return [For(r.name, rows, body, "parallel")]
-
-
-def lower_group_norm(ctx):
-    x, scale, bias = ctx.inputs
-    y = ctx.outputs[0]
-    st = _stash(ctx, x)
-    dt = x.dtype
-    if st != dt or scale.dtype != dt or bias.dtype != dt or x.rank < 2:
-        raise NotLowerable("GroupNormalization with statistics or parameters in another dtype")
-    G = int(ctx.attrs["num_groups"])
-    C = x.shape[1]
-    if not isinstance(C, Const) or G <= 0 or C.value % G:
-        raise NotLowerable("GroupNormalization needs a static channel count divisible by num_groups")
-    per = C.value // G
-    spatial = product(x.shape[2:])
-    n_par = scale.static_shape()
-    if n_par is None or bias.static_shape() != n_par or len(n_par) != 1 or n_par[0] not in (C.value, G):
-        raise NotLowerable("GroupNormalization scale/bias per channel or per group")
-    per_group = n_par[0] == G != C.value
-
-    def affine(r, j, v):
-        g = Bin("%", r, Const(G), "i64")
-        ch = g if per_group else add(mul(g, Const(per)), Bin("/", j, spatial, "i64"))
-        return binop("+", binop("*", v, scale.load(ch)), bias.load(ch))
-    return _normalize_rows(ctx, x, y, mul(x.shape[0], Const(G)), mul(Const(per), spatial), None, affine,
-                           c(ctx.attrs["epsilon"], dt))
-
-
-def _axis_passes(ctx, x, axes, body_fn):
-    """Loops over the kept axes of x (parallel outside); body_fn(over, xi, yi_of) gives the body,
-    where over(stmts) wraps statements in loops over the reduced axes and xi is x's flat index."""
-    from ..lower.reduction import nest, split_loops
-    kept, red, all_vars = split_loops(ctx, x, axes)
-    kept_ext = [d for k, d in enumerate(x.shape) if k not in axes]
-    red_ext = [d for k, d in enumerate(x.shape) if k in axes]
-    over = lambda stmts: nest(red, red_ext, stmts)
-    return nest(kept, kept_ext, body_fn(over, ctx.index(x, all_vars)), "parallel")
-
-
-def lower_mvn(ctx):
-    x, y = ctx.inputs[0], ctx.outputs[0]
-    dt = x.dtype
-    if dt not in FLOAT:
-        raise NotLowerable("MeanVarianceNormalization of non-floats")
-    axes = tuple(sorted({a + x.rank if a < 0 else a for a in ctx.attrs["axes"]}))
-    if any(not 0 <= a < x.rank for a in axes):
-        raise NotLowerable("MeanVarianceNormalization axes out of range")
-    n = cast(product([x.shape[a] for a in axes]), dt)
-
-    def body(over, xi):
-        s, q, mean, std = (ctx.fresh(p) for p in ("s", "q", "mean", "std"))
-        xv = x.load(xi)
-        mv = Var(mean, dt)
-        var = binop("-", binop("/", Var(q, dt), n), binop("*", mv, mv))
-        return ([Let(s, c(0, dt), dt), Let(q, c(0, dt), dt)]
-                + over([Assign(s, binop("+", Var(s, dt), xv)), Assign(q, binop("+", Var(q, dt), binop("*", xv, xv)))])
-                + [Let(mean, binop("/", Var(s, dt), n), dt),
-                   Let(std, call("sqrt", maximum(var, c(0, dt))), dt)]
-                + over([Store(y.buf, xi, binop("/", binop("-", xv, mv), binop("+", Var(std, dt), c(1e-9, dt))))]))
-    return _axis_passes(ctx, x, axes, body)
-
-
-def lower_lp_norm(ctx):
-    x, y = ctx.inputs[0], ctx.outputs[0]
-    dt = x.dtype
-    p = ctx.attrs["p"]
-    if dt not in FLOAT or p not in (1, 2) or x.rank == 0:
-        raise NotLowerable("LpNormalization of non-floats or p other than 1 and 2")
-    axis = ctx.attrs["axis"] + x.rank if ctx.attrs["axis"] < 0 else ctx.attrs["axis"]
-
-    def body(over, xi):
-        norm = ctx.fresh("norm")
-        nv = Var(norm, dt)
-        xv = x.load(xi)
-        term = call("fabs", xv) if p == 1 else binop("*", xv, xv)
-        fin = [] if p == 1 else [Assign(norm, call("sqrt", nv))]
-        return ([Let(norm, c(0, dt), dt)] + over([Assign(norm, binop("+", nv, term))]) + fin
-                + [Assign(norm, select(binop("==", nv, c(0, dt)), c(1, dt), nv))]
-                + over([Store(y.buf, xi, binop("/", xv, nv))]))
-    return _axis_passes(ctx, x, (axis,), body)
-
-
-def lower_lrn(ctx):
-    x, y = ctx.inputs[0], ctx.outputs[0]
-    dt = x.dtype
-    if dt not in FLOAT or x.rank < 2:
-        raise NotLowerable("LRN of non-floats")
-    size = int(ctx.attrs["size"])
-    before = (size - 1) // 2
-    after = size - 1 - before
-    C = x.shape[1]
-    inner = product(x.shape[2:])
-    n, ch, p, k = (Var(ctx.fresh(s)) for s in ("n", "c", "p", "k"))
-    ssum = ctx.fresh("sq")
-    sv = Var(ssum, dt)
-    at = lambda cc: add(mul(add(mul(n, C), cc), inner), p)
-    xv = x.load(at(k))
-    lo = maximum(sub(ch, Const(before)), Const(0))
-    hi = minimum(add(ch, Const(after + 1)), C)
-    scale = binop("+", c(ctx.attrs["bias"], dt), binop("*", c(ctx.attrs["alpha"] / size, dt), sv))
-    body = [Let(ssum, c(0, dt), dt), For(k.name, hi, [Assign(ssum, binop("+", sv, binop("*", xv, xv)))], "serial", lo),
-            Store(y.buf, at(ch), binop("/", x.load(at(ch)), call("pow", scale, c(ctx.attrs["beta"], dt))))]
-    return [For(n.name, x.shape[0], [For(ch.name, C, [For(p.name, inner, body)])], "parallel")]
-
-
 LOWER.update({
-    "RMSNormalization": lower_rms_norm, "GroupNormalization": lower_group_norm,
-    "MeanVarianceNormalization": lower_mvn, "LpNormalization": lower_lp_norm, "LRN": lower_lrn,
     "DeformConv": lower_deform_conv, "ConvInteger": lower_conv_integer, "QLinearConv": lower_qlinear_conv,
-    "MaxUnpool": lower_max_unpool, "GridSample": lower_grid_sample, "AffineGrid": lower_affine_grid,
     "ConvTranspose": lower_conv_transpose, "LpPool": lambda ctx: lower_pool_nd(ctx, "lp"),
     "MaxPool": lower_pool("max"), "AveragePool": lower_pool("avg"),
     "GlobalAveragePool": lower_global_pool("mean"), "GlobalMaxPool": lower_global_pool("max"),
-    "BatchNormalization": lower_batch_norm, "LayerNormalization": lower_layer_norm,
-    "InstanceNormalization": lower_instance_norm,
 })
 
 
