@@ -246,3 +246,27 @@ def test_elementwise_nodes_write_over_an_input_read_for_the_last_time():
     x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
     r = np.maximum(x, 0)
     np.testing.assert_allclose(mod.run({"x": x})[0], (np.exp(-r) + r) * r, rtol=1e-6)
+
+
+def test_vectorized_exp_erf_tanh_are_within_a_few_ulp():
+    """kiln's own f32 exp/erf/tanh (kiln/backend/c.py) against float64 numpy on a dense grid,
+    subnormal results, overflow, infinities and NaN."""
+    import math
+    grid = np.concatenate([np.linspace(-110, 95, 400_001), np.linspace(-1e-3, 1e-3, 20_001),
+                           np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 88.72, 88.73, -103.9, -104.5, 1e-40])])
+    x = grid.astype(np.float32)
+    m = make([helper.make_node("Exp", ["x"], ["e"]), helper.make_node("Erf", ["x"], ["r"]),
+              helper.make_node("Tanh", ["x"], ["t"])],
+             [f32("x", [x.size])], [f32("e", [x.size]), f32("r", [x.size]), f32("t", [x.size])])
+    e, r, t = kiln.compile(m, target="cpu", native_only=True).run({"x": x})
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        refs = (np.exp(x64), np.vectorize(math.erf, otypes=[np.float64])(x64), np.tanh(x64))
+    for got, ref, ulps in zip((e, r, t), refs, (2, 4, 2)):
+        want = ref.astype(np.float32)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        with np.errstate(invalid="ignore"):            # inf - inf where both are inf
+            err = np.abs(got[ok].astype(np.float64) - ref[ok])
+        tol = ulps * np.spacing(np.abs(want[ok])).astype(np.float64) + 1.5e-45 * ulps
+        assert np.all((err <= tol) | (got[ok] == want[ok])), (x[ok][err > tol][:5], got[ok][err > tol][:5])
