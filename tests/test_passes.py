@@ -322,6 +322,26 @@ def test_fold_constants_leaves_params_outputs_impure_ops_and_huge_results():
     assert unchanged("fold-constants", src)
 
 
+def test_fold_constants_folds_a_transposed_weight_of_any_size(monkeypatch):
+    """Transpose (like the reshapes) has as many elements as its input: it folds over the size
+    limit, which still stops an Expand that would grow a weight."""
+    from kiln.passes import fold_constants
+    monkeypatch.setattr(fold_constants, "MAX_FOLDED_ELEMENTS", 4)
+    src = '''
+        graph g(%x: f32[4,2]) {
+          %w: f32[2,3] = const [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+          %s: i64[2] = const [2, 3]
+          %wt: f32[3,2] = Transpose(%w)
+          %v: f32[2,3] = Reshape(%wt, %s) {allowzero=0}
+          %y: f32[4,3] = MatMul(%x, %w)
+          %z: f32[4,3] = MatMul(%x, %v)
+          return %y, %z
+        }'''
+    out = run_pass("fold-constants", src)
+    assert "Transpose" not in out and "Reshape" not in out
+    assert "%v: f32[2,3] = const [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]" in out, out
+
+
 def test_fold_constants_inside_a_subgraph_sees_outer_constants():
     src = '''
         graph g(%cond: bool[]) {

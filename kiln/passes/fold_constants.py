@@ -14,6 +14,9 @@ from .effects import const_data, is_pure
 from .manager import graph_pass
 
 MAX_FOLDED_ELEMENTS = 4 * 1024 * 1024   # bigger results (a broadcast weight) are made at run time
+# ops whose result has as many elements as their input: folded whatever the size (a transposed
+# weight, say GPT-2's tied LM head, costs no more than the weight itself)
+SAME_SIZE_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast"}
 
 
 @graph_pass("fold-constants")
@@ -25,8 +28,8 @@ def fold_constants(graph: Graph) -> Graph:
     a fully static type fold too, and so do Gather/Slice of a Shape when the dims they pick are
     static (others may be symbolic). Nodes are visited in order, so chains fold in one run.
     Left alone: feedable inputs (`param`), impure ops, nodes with subgraphs, results over
-    MAX_FOLDED_ELEMENTS elements, nodes computing a graph output, and nodes whose reference fails
-    (the error then comes at run time, as without folding).
+    MAX_FOLDED_ELEMENTS elements (except the SAME_SIZE_OPS), nodes computing a graph output, and
+    nodes whose reference fails (the error then comes at run time, as without folding).
     """
     _fold(graph, Interpreter())
     return graph
@@ -102,7 +105,7 @@ def evaluate(node: Node, interp: Interpreter):
         return None
     if any(v is not None and const_data(v) is None for v in node.inputs):
         return None
-    if _declared_elements(node) > MAX_FOLDED_ELEMENTS:
+    if _declared_elements(node) > MAX_FOLDED_ELEMENTS and node.op not in SAME_SIZE_OPS:
         return None
     env = {v: v.data for v in node.inputs if v is not None}
     try:
@@ -144,5 +147,5 @@ def _fits(node: Node, results) -> bool:
         elif not isinstance(t, UnknownType):
             return False                       # a sequence or optional type: not a constant
         total += r.size
-    return total <= MAX_FOLDED_ELEMENTS
+    return total <= MAX_FOLDED_ELEMENTS or node.op in SAME_SIZE_OPS
 
