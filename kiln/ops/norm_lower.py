@@ -32,7 +32,8 @@ def lower_batch_norm(ctx):
 
 
 def _normalize_rows(ctx, x, y, rows, width, row_of, affine, eps, stats=None):
-    """For each row: mean, variance, then y = (x - mean) * inv_std, passed through affine(i, v)."""
+    """For each row: mean, variance (vector reductions), then y = (x - mean) * inv_std, passed
+    through affine(i, v)."""
     dt = x.dtype
     r, i = Var(ctx.fresh("r")), Var(ctx.fresh("j"))
     mean, var, inv = ctx.fresh("mean"), ctx.fresh("var"), ctx.fresh("inv")
@@ -41,10 +42,11 @@ def _normalize_rows(ctx, x, y, rows, width, row_of, affine, eps, stats=None):
     xi = x.load(add(base, i))
     d = binop("-", xi, mv)
     body = [Let(mean, c(0, dt), dt),
-            For(i.name, width, [Assign(mean, binop("+", mv, xi))]),
+            For(i.name, width, [Assign(mean, binop("+", mv, xi))], "vector", reduce=(("+", mean),)),
             Assign(mean, binop("/", mv, cast(width, dt))),
             Let(var, c(0, dt), dt),
-            For(i.name, width, [Assign(var, binop("+", vv, binop("*", d, d)))]),
+            For(i.name, width, [Assign(var, binop("+", vv, binop("*", d, d)))], "vector",
+                reduce=(("+", var),)),
             Let(inv, binop("/", c(1, dt), call("sqrt", binop("+", binop("/", vv, cast(width, dt)), eps))), dt),
             For(i.name, width, [Store(y.buf, add(base, i), affine(r, i, binop("*", d, iv)))], "vector")]
     if stats:
