@@ -93,16 +93,9 @@ def _load_or_compile(path: str, target: str):
 
 
 def _cmd_run(a) -> int:
+    from .tools.inputs import load_npy
     m = _load_or_compile(a.model, a.target)
-    feeds = {}
-    for item in a.input or []:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise KilnError(f"--input takes name=file.npy, got {item!r}")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise KilnError(f"cannot read input {name!r} from {path}: {e}") from None
+    feeds = load_npy(a.input)
     for spec, out in zip(m.outputs, m.run(feeds)):
         arr = np.asarray(out)
         print(f"{spec.name}: {arr.dtype}{list(arr.shape)}")

@@ -14,11 +14,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import KilnError
 from ..ir.graph import Node
-from ..ir.types import TensorType
 from .interpreter import Interpreter
-from .plan import NoStaticPlan, bind_dims, concrete, infer_concrete, static_plan
+from .plan import NoStaticPlan, allocate_outputs, static_plan
 from .validate import contiguous
 
 
@@ -55,7 +53,7 @@ def run_node_by_node(native, feeds: dict) -> Iterator[tuple[int, Node, dict]]:
     for i, node in enumerate(g.nodes):
         if i in prog.native:
             if plan is None:
-                _allocate_outputs(node, prog, env, dims)
+                allocate_outputs(node, prog, env, dims)
                 for v in node.outputs:
                     if v is not None:
                         point(v)
@@ -77,20 +75,3 @@ def run_node_by_node(native, feeds: dict) -> Iterator[tuple[int, Node, dict]]:
                     point(v)
         yield i, node, {v: np.array(env[v]) for v in node.outputs
                         if v is not None and isinstance(env[v], np.ndarray)}
-
-
-def _allocate_outputs(node, prog, env: dict, dims: np.ndarray) -> None:
-    """No static plan: the node's output shapes from its inputs' arrays, its runtime dims bound."""
-    in_types = [None if v is None else TensorType(v.type.dtype, env[v].shape) for v in node.inputs]
-    in_vals = [None if v is None else env[v] for v in node.inputs]
-    for v in node.inputs:
-        if v is not None and v in prog.value_slots:
-            bind_dims(v, prog.value_slots[v], env[v].shape, dims)
-    for v, t in zip(node.outputs, infer_concrete(node, in_types, in_vals)):
-        if v is None:
-            continue
-        shape = concrete(t)
-        if shape is None:
-            raise KilnError(f"{node.describe()}: cannot tell the output shape of %{v.name}")
-        bind_dims(v, prog.value_slots[v], shape, dims)
-        env[v] = np.empty(shape, v.type.dtype.numpy)

@@ -13,11 +13,10 @@ import os
 import numpy as np
 
 from ..errors import KilnError, OpError
-from ..ir.types import TensorType
 from ..lower.program import Program
 from .interpreter import Interpreter
 from .validate import contiguous
-from .plan import NoStaticPlan, Plan, bind_dims, concrete, infer_concrete, static_plan
+from .plan import NoStaticPlan, Plan, allocate_outputs, static_plan
 
 
 class _Static:
@@ -175,22 +174,10 @@ class NativeModel:
                         keep.append(x)
                         table[prog.buffers[v]] = x.ctypes.data
                 continue
-            in_types = [None if v is None else TensorType(v.type.dtype, env[v].shape) for v in node.inputs]
-            in_vals = [None if v is None else env[v] for v in node.inputs]
-            out_types = infer_concrete(node, in_types, in_vals)
-            for v in node.inputs:
+            allocate_outputs(node, prog, env, dims)
+            for v in node.outputs:
                 if v is not None:
-                    bind_dims(v, prog.value_slots[v], env[v].shape, dims)
-            for v, t in zip(node.outputs, out_types):
-                if v is None:
-                    continue
-                shape = concrete(t)
-                if shape is None:
-                    raise KilnError(f"{node.describe()}: cannot tell the output shape of %{v.name}")
-                bind_dims(v, prog.value_slots[v], shape, dims)
-                a = np.empty(shape, v.type.dtype.numpy)
-                env[v] = a
-                table[prog.buffers[v]] = a.ctypes.data
+                    table[prog.buffers[v]] = env[v].ctypes.data
             self._node[i](table, dims.ctypes.data)
         return [self._result(v, env) for v in g.outputs]
 

@@ -200,3 +200,21 @@ def static_plan(program, input_shapes: dict) -> Plan:
         if root(v) in offsets:
             offsets[v] = offsets[root(v)]
     return Plan(dims, shapes, offsets, total)
+
+
+def allocate_outputs(node, prog, env: dict, dims: np.ndarray) -> None:
+    """No static plan: arrays for the node's outputs, shaped from its inputs' arrays (env), with
+    the runtime dims of inputs and outputs bound in `dims` (stepwise runs, kiln compare)."""
+    in_types = [None if v is None else TensorType(v.type.dtype, env[v].shape) for v in node.inputs]
+    in_vals = [None if v is None else env[v] for v in node.inputs]
+    for v in node.inputs:
+        if v is not None and v in prog.value_slots:
+            bind_dims(v, prog.value_slots[v], env[v].shape, dims)
+    for v, t in zip(node.outputs, infer_concrete(node, in_types, in_vals)):
+        if v is None:
+            continue
+        shape = concrete(t)
+        if shape is None:
+            raise KilnError(f"{node.describe()}: cannot tell the output shape of %{v.name}")
+        bind_dims(v, prog.value_slots[v], shape, dims)
+        env[v] = np.empty(shape, v.type.dtype.numpy)
