@@ -421,27 +421,27 @@ def lower_conv_gemm(ctx: LowerCtx):
     b = ctx.inputs[2] if len(ctx.inputs) > 2 else None
     at = ctx.attrs
     packed = ctx.node.op == "PackedConv"
+
+    def refuse(why: str):
+        """A Conv of another kind goes to the direct lowering; a PackedConv has nowhere to go."""
+        if packed:
+            raise NotLowerable(why)
+        return None
     if packed:
-        shape = w.static_shape()
-        if shape is None or len(shape) != 2 or shape[1] != host_config().mr or at["kc"] != host_config().kc:
-            raise NotLowerable("weights packed for another micro-kernel")
+        shape, cfg = w.static_shape(), host_config()
+        if shape is None or len(shape) != 2 or shape[1] != cfg.mr or at["kc"] != cfg.kc:
+            return refuse("weights packed for another micro-kernel")
         ws = (at["m"], at["c"], *at["kernel_shape"])
     else:
         ws = w.static_shape()
     if x.rank != 4 or ws is None or len(ws) != 4 or at["group"] != 1:
-        if packed:
-            raise NotLowerable("PackedConv of this kind")
-        return None
+        return refuse("not an ungrouped 2-D convolution")
     if not _f32(x, w, y, b) or (b is not None and b.rank != 1):
-        if packed:
-            raise NotLowerable("PackedConv on non-f32 operands")
-        return None
+        return refuse("convolution on non-f32 operands")
     try:
         _, _, _, kernel, strides, dil, begin, _ = conv_geometry(ctx)
-    except NotLowerable:
-        if packed:
-            raise
-        return None
+    except NotLowerable as e:
+        return refuse(str(e))
     M, C = Const(ws[0]), Const(ws[1])
     K = Const(ws[1] * ws[2] * ws[3])
     H, W = x.shape[2], x.shape[3]
