@@ -133,6 +133,25 @@ class Graph:
             for g in n.subgraphs():
                 yield from g.all_nodes()
 
+    def use_spans(self) -> tuple[dict, dict]:
+        """(value -> index of the node defining it, value -> index of the last node reading it) over
+        this graph's nodes; a read inside a node's subgraphs counts as a read by that node."""
+        first: dict = {}
+        last: dict = {}
+        for i, n in enumerate(self.nodes):
+            for v in n.inputs:
+                if v is not None:
+                    last[v] = i
+            for g in n.subgraphs():
+                for _, inner in g.all_nodes():
+                    for v in inner.inputs:
+                        if v is not None:
+                            last[v] = i
+            for v in n.outputs:
+                if v is not None:
+                    first.setdefault(v, i)
+        return first, last
+
     def users(self) -> dict[Value, list[Node]]:
         out: dict[Value, list[Node]] = {}
         for n in self.nodes:

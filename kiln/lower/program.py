@@ -156,15 +156,7 @@ def _inplace(graph: Graph, native: dict, views: dict) -> dict:
     there (its views included): the planner gives the output that input's bytes. Safe because an
     elementwise kernel reads such an input only at the index it is writing."""
     ends = set(graph.inputs) | set(graph.outputs)
-    last: dict = {}
-    for i, node in enumerate(graph.nodes):
-        for v in node.inputs:
-            if v is not None:
-                last[v] = i
-        for sub in node.subgraphs():
-            for _, inner in sub.all_nodes():
-                for v in inner.inputs:
-                    last[v] = max(last.get(v, i), i)
+    _, last = graph.use_spans()
 
     def root(v):
         while v in views:

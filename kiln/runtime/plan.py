@@ -168,14 +168,7 @@ def static_plan(program, input_shapes: dict) -> Plan:
             raise NoStaticPlan(f"shape of %{v.name} depends on the data")
         bind_dims(v, dexprs, shapes[v], dims)
     outputs = set(g.outputs)
-    first, last_use = {}, {}
-    for i, node in enumerate(g.nodes):
-        for v in node.inputs:
-            if v is not None:
-                last_use[v] = i
-        for v in node.outputs:
-            if v is not None:
-                first[v] = i
+    first, last_use = g.use_spans()          # a value a subgraph reads lives until its node runs
     for v in outputs:
         last_use[v] = len(g.nodes)
     # a view (program.views: a reshape between intermediates) shares its root's bytes, which

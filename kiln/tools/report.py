@@ -201,14 +201,7 @@ def _memory(program, p: Profile) -> str:
         plan = static_plan(program, shapes_in)
     except NoStaticPlan as e:
         return f'<p class="note">No static plan at these inputs: {escape(str(e))}</p>'
-    first, last = {}, {}
-    for i, node in enumerate(g.nodes):
-        for v in node.inputs:
-            if v is not None:
-                last[v] = i
-        for v in node.outputs:
-            if v is not None:
-                first.setdefault(v, i)
+    first, last = g.use_spans()
     blocks = []
     for v, off in sorted(plan.offsets.items(), key=lambda kv: first[kv[0]]):
         size = v.type.dtype.numpy.itemsize * math.prod(plan.shapes[v])
