@@ -18,12 +18,10 @@ machines). The FMA peak: 12 independent FMA chains per thread, C built with kiln
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -182,48 +180,12 @@ class Worker:
         self.p.wait()
 
 
-PEAK_C = r"""
-#include <stdint.h>
-typedef float v8 __attribute__((vector_size(32)));
-double kiln_fma_peak(int64_t iters, float x) {
-  double total = 0;
-  #pragma omp parallel reduction(+:total)
-  {
-    v8 a0 = (v8){0} + 0.f, a1 = (v8){0} + 1.f, a2 = (v8){0} + 2.f, a3 = (v8){0} + 3.f;
-    v8 a4 = (v8){0} + 4.f, a5 = (v8){0} + 5.f, a6 = (v8){0} + 6.f, a7 = (v8){0} + 7.f;
-    v8 a8 = (v8){0} + 8.f, a9 = (v8){0} + 9.f, a10 = (v8){0} + 10.f, a11 = (v8){0} + 11.f;
-    v8 m = (v8){0} + x, s = (v8){0} + 1e-7f;
-    for (int64_t i = 0; i < iters; ++i) {
-      a0 = a0 * m + s; a1 = a1 * m + s; a2 = a2 * m + s; a3 = a3 * m + s;
-      a4 = a4 * m + s; a5 = a5 * m + s; a6 = a6 * m + s; a7 = a7 * m + s;
-      a8 = a8 * m + s; a9 = a9 * m + s; a10 = a10 * m + s; a11 = a11 * m + s;
-      __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3), "+x"(a4), "+x"(a5));
-      __asm__ volatile("" : "+x"(a6), "+x"(a7), "+x"(a8), "+x"(a9), "+x"(a10), "+x"(a11));
-    }
-    v8 t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
-    total = (double)t[0] + (double)iters * 12 * 8 * 2;
-  }
-  return total;
-}
-"""
-
-
 def peak_worker(threads: int) -> dict:
-    """FMA peak GFLOP/s with `threads` threads (best of a few runs)."""
-    from kiln.backend.toolchain import find_toolchain
-    tc = find_toolchain()
-    with tempfile.TemporaryDirectory() as d:
-        src, lib = os.path.join(d, "peak.c"), os.path.join(d, "peak.so")
-        Path(src).write_text(PEAK_C)
-        subprocess.run([tc.cc, *tc.flags, "-shared", src, "-o", lib], check=True)
-        f = ctypes.CDLL(lib).kiln_fma_peak
-        f.argtypes, f.restype = [ctypes.c_int64, ctypes.c_float], ctypes.c_double
-        best = 0.0
-        for _ in range(7):
-            t = time.perf_counter()
-            flops = f(50_000_000, 0.999999)
-            best = max(best, flops / (time.perf_counter() - t) / 1e9)
-    return {"peak": best}
+    """FMA peak GFLOP/s with `threads` threads at once (best of a few runs): kiln/tools/peak.py's
+    benchmark on the vectors the GEMM micro-kernel uses."""
+    from kiln.backend.microkernel import host_config
+    from kiln.tools.peak import fma_gflops
+    return {"peak": fma_gflops(threads, vw=host_config().vw)}
 
 
 def peak(threads: int) -> float:

@@ -124,11 +124,9 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def measure(threads: int | None = None) -> Peak:
-    """Run the benchmark now (about a second)."""
-    import numpy as np
+def _library(vw: int):
+    """PEAK_C built with kiln's toolchain flags for `vw`-float vectors, loaded, signatures set."""
     tc = find_toolchain()
-    vw = _vector_width()
     with tempfile.TemporaryDirectory() as d:
         src, lib_path = os.path.join(d, "peak.c"), os.path.join(d, "peak.so")
         with open(src, "w") as f:
@@ -138,13 +136,35 @@ def measure(threads: int | None = None) -> Peak:
         if r.returncode != 0:
             raise ToolchainError(f"the peak benchmark failed to compile:\n{r.stderr[-2000:]}")
         lib = ctypes.CDLL(lib_path)
-    n_threads = int(threads or 0)
     lib.kiln_peak_threads.argtypes, lib.kiln_peak_threads.restype = [ctypes.c_int], ctypes.c_int
     fma = lib.kiln_peak_fma
     fma.argtypes, fma.restype = [ctypes.c_int64, ctypes.c_float, ctypes.c_int], ctypes.c_double
+    lib.kiln_peak_copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.kiln_peak_fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    return lib
+
+
+def fma_gflops(threads: int, vw: int | None = None, repeats: int = REPEATS) -> float:
+    """FMA GFLOP/s with `threads` threads all running at once (best of `repeats`), measured now:
+    for a benchmark that reports the peak of its own run (benchmarks/bench_gemm.py)."""
+    fma = _library(vw or _vector_width()).kiln_peak_fma
+    fma(FMA_ITERS // 10, 0.999999, threads)                  # ramp the clock
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        flops = fma(FMA_ITERS, 0.999999, threads)
+        best = max(best, flops / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def measure(threads: int | None = None) -> Peak:
+    """Run the benchmark now (about a second)."""
+    import numpy as np
+    vw = _vector_width()
+    lib = _library(vw)
+    n_threads = int(threads or 0)
+    fma = lib.kiln_peak_fma
     copy, fill = lib.kiln_peak_copy, lib.kiln_peak_fill
-    copy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
-    fill.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     gflops = 0.0
     fma(FMA_ITERS // 10, 0.999999, 1)                        # ramp the clock
     for _ in range(REPEATS):
