@@ -20,7 +20,8 @@ from .manager import graph_pass
 
 EPILOGUE_ANCHORS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "MaxPool", "AveragePool",
                     "GlobalAveragePool", "BatchNormalization", "LayerNormalization",
-                    "InstanceNormalization", "Softmax", "ReduceMean", "ReduceSum"}
+                    "InstanceNormalization", "Softmax", "ReduceMean", "ReduceSum", "BlockedConv",
+                    "BlockedMaxPool"}
 
 
 def _shape(v: Value):

@@ -5,7 +5,7 @@ PIPELINES: dict[int, list[str]] = {
     0: [],
     1: ["simplify", "fold-constants", "dce"],
     2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse", "pack-weights"],
-    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse", "pack-weights"],
+    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "fuse", "pack-weights"],
 }
 
 

@@ -1,0 +1,202 @@
+"""C support code for convolutions in the blocked channels layout (NCHW[v]c, v = the vector width:
+8 floats for AVX2), generated per convolution shape (kiln/ops/layout.py: BlockedConv).
+
+A blocked tensor is [N, ceil(C/v), H, W, v]: a block holds v channels of one pixel, so one vector
+load reads them. Each generated function computes one output row of one or two output-channel
+blocks:
+
+    ungrouped:  fn(x, w, bias, y, oh, nb)    nb = 1 or 2 output blocks
+        y[b][ow][o] = bias[b*v+o] + sum_{icb, kh, kw, c} w[b][icb][kh][kw][c][o] * x[icb][ih][iw][c]
+    depthwise:  fn(x, w, bias, y, oh)
+        y[ow][o] = bias[o] + sum_{kh, kw} w[kh][kw][o] * x[ih][iw][o]
+
+(x: one image, from its first channel block; w: from the first output block; y: the first output
+block's row oh; ih = oh*sh - ph + kh*dh, iw = ow*sw - pw + kw*dw; taps outside the input count
+zero.) The input may also be plain NCHW (`cb` = C channels in one "block" read with a channel
+stride of H*W): a network's first convolution reads its 3-channel image that way, unpadded.
+
+Schedule: the row is cut into tiles of at most `ur` columns whose accumulators (nb x tile width
+vectors) stay in registers through the whole reduction; each step loads nb weight vectors and
+broadcasts one input value per column. Everything but the output row (and the batch/channel
+pointers) is a compile-time constant, so a tile on the border gets its taps outside the input
+dropped at generation time, and equal interior tiles share one loop: no bounds checks at run time
+but the kernel-row range.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import astuple, dataclass
+
+# generated function name -> its C source; kiln/backend/microkernel.py: support_code emits them
+GENERATED: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ConvRow:
+    """One ungrouped or depthwise convolution's geometry (all sizes in elements)."""
+    depthwise: bool
+    icb: int              # input channel blocks (1 for a plain input)
+    cb: int               # channels per input block (v, or C for a plain input)
+    xs_cb: int            # strides in x: block, row, column, channel in block
+    xs_h: int
+    xs_w: int
+    xs_c: int
+    H: int
+    W: int
+    KH: int
+    KW: int
+    SH: int
+    SW: int
+    PH: int
+    PW: int
+    DH: int
+    DW: int
+    OH: int
+    OW: int
+    vw: int = 8
+
+    def name(self) -> str:
+        h = hashlib.sha1(repr(astuple(self)).encode()).hexdigest()[:12]
+        return f"kiln_{'dw' if self.depthwise else 'b'}conv_{h}"
+
+
+def _tiles(ow: int, ur: int) -> list[int]:
+    """Tile widths covering ow columns: as few tiles as the register budget allows, as even as
+    possible (7 columns -> 4 + 3, not 6 + 1)."""
+    t = -(-ow // ur)
+    base, extra = divmod(ow, t)
+    return [base + 1] * extra + [base] * (t - extra)
+
+
+def _valid(g: ConvRow, ow0: int, p: int, kw: int) -> bool:
+    iw = (ow0 + p) * g.SW - g.PW + kw * g.DW
+    return 0 <= iw < g.W
+
+
+def _plan(g: ConvRow, ur: int) -> list[tuple[int, int, int, bool]]:
+    """(first column, tile count, width, interior) runs: consecutive interior tiles of one width
+    become a loop, every border tile its own specialised code."""
+    runs, ow0 = [], 0
+    for n in _tiles(g.OW, ur):
+        inside = all(_valid(g, ow0, p, kw) for p in range(n) for kw in range(g.KW))
+        last = runs[-1] if runs else None
+        if inside and last and last[3] and last[2] == n:
+            runs[-1] = (last[0], last[1] + 1, n, True)
+        else:
+            runs.append((ow0, 1, n, inside))
+        ow0 += n
+    return runs
+
+
+def _vec(g: ConvRow) -> str:
+    return f"kiln_bv{g.vw}"
+
+
+def _conv_tile(g: ConvRow, nb: int, n: int, ow0: int | None, wstride: int) -> list[str]:
+    """C lines of one tile of n columns from ow0 (None: the runtime `ow0` of an interior loop)."""
+    V, v = _vec(g), g.vw
+    col = "ow0" if ow0 is None else str(ow0)
+    valid = (lambda p, kw: True) if ow0 is None else (lambda p, kw: _valid(g, ow0, p, kw))
+    acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
+    out = ["{"]
+    for b in range(nb):
+        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * v});")
+        out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in acc[b]) + ";")
+    out.append(f"  for (int64_t icb = 0; icb < {g.icb}; ++icb) {{")
+    out.append(f"    const float* restrict xb = x + icb * {g.xs_cb} + ({col} * {g.SW} - {g.PW}) * {g.xs_w};")
+    out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
+    out.append("    for (int64_t kh = khlo; kh < khhi; ++kh) {")
+    out.append(f"      const float* restrict xr = xb + (ih0 + kh * {g.DH}) * {g.xs_h};")
+    out.append(f"      const float* restrict wr = wb + kh * {g.KW * g.cb * v};")
+    for kw in range(g.KW):
+        cols = [p for p in range(n) if valid(p, kw)]
+        if not cols:
+            continue
+        out.append(f"      #pragma GCC unroll {min(g.cb, 8)}")
+        out.append(f"      for (int64_t c = 0; c < {g.cb}; ++c) {{")
+        for b in range(nb):
+            out.append(f"        const {V} w{b} = *(const {V}*)(wr + {b * wstride} + ({kw * g.cb} + c) * {v});")
+        for p in cols:
+            x = f"xr[{(p * g.SW + kw * g.DW) * g.xs_w} + c * {g.xs_c}]"
+            out.append(f"        {{ const float s = {x}; " +
+                       " ".join(f"{acc[b][p]} += w{b} * s;" for b in range(nb)) + " }")
+        out.append("      }")
+    out.append("    }")
+    out.append("  }")
+    for b in range(nb):
+        for p in range(n):
+            out.append(f"  *({V}*)(y + {b * g.OH * g.OW * v} + ({col} + {p}) * {v}) = {acc[b][p]};")
+    out.append("}")
+    return out
+
+
+def _dw_tile(g: ConvRow, n: int, ow0: int | None) -> list[str]:
+    V, v = _vec(g), g.vw
+    col = "ow0" if ow0 is None else str(ow0)
+    valid = (lambda p, kw: True) if ow0 is None else (lambda p, kw: _valid(g, ow0, p, kw))
+    acc = [f"a{p}" for p in range(n)]
+    out = ["{", f"  const {V} bias0 = *(const {V}*)bias;",
+           f"  {V} " + ", ".join(f"{a} = bias0" for a in acc) + ";",
+           f"  const float* restrict xb = x + ({col} * {g.SW} - {g.PW}) * {v};",
+           "  for (int64_t kh = khlo; kh < khhi; ++kh) {",
+           f"    const float* restrict xr = xb + (ih0 + kh * {g.DH}) * {g.W * v};",
+           f"    const float* restrict wr = w + kh * {g.KW * v};"]
+    for kw in range(g.KW):
+        cols = [p for p in range(n) if valid(p, kw)]
+        if not cols:
+            continue
+        out.append(f"    {{ const {V} wv = *(const {V}*)(wr + {kw * v});")
+        for p in cols:
+            out.append(f"      {acc[p]} += wv * *(const {V}*)(xr + {(p * g.SW + kw * g.DW) * v});")
+        out.append("    }")
+    out.append("  }")
+    for p in range(n):
+        out.append(f"  *({V}*)(y + ({col} + {p}) * {v}) = {acc[p]};")
+    out.append("}")
+    return out
+
+
+def _row(g: ConvRow, tile, ur: int) -> list[str]:
+    """The tiles of one row: interior runs as loops, border tiles unrolled."""
+    out = []
+    for ow0, count, n, inside in _plan(g, ur):
+        if inside and count > 1:
+            out.append(f"for (int64_t ow0 = {ow0}; ow0 < {ow0 + count * n}; ow0 += {n})")
+            out += tile(n, None)
+        else:
+            for k in range(count):
+                out += tile(n, ow0 + k * n)
+    return out
+
+
+def conv_row(g: ConvRow) -> str:
+    """Register the C function computing one output row of `g` (once per geometry); its name."""
+    fn = g.name()
+    if fn in GENERATED:
+        return fn
+    v = g.vw
+    head = [f"/* {'depthwise' if g.depthwise else 'blocked'} convolution row (kiln/backend/blocked.py): "
+            f"{g.icb}x{g.cb} input channels, {g.H}x{g.W} -> {g.OH}x{g.OW}, kernel {g.KH}x{g.KW}, "
+            f"stride {g.SH}x{g.SW}, pads {g.PH},{g.PW}, dilation {g.DH}x{g.DW} */"]
+    rows = [f"  const int64_t ih0 = oh * {g.SH} - {g.PH};",
+            "  int64_t khlo = 0, khhi = %d;" % g.KH,
+            f"  while (khlo < {g.KH} && ih0 + khlo * {g.DH} < 0) ++khlo;",
+            f"  while (khhi > khlo && ih0 + (khhi - 1) * {g.DH} >= {g.H}) --khhi;"]
+    ind = lambda lines, k: ["  " * k + s for s in lines]
+    if g.depthwise:
+        sig = (f"static void {fn}(const float* restrict x, const float* restrict w, "
+               "const float* restrict bias, float* restrict y, int64_t oh) {")
+        body = rows + ind(_row(g, lambda n, ow0: _dw_tile(g, n, ow0), 8), 1)
+    else:
+        wstride = g.icb * g.KH * g.KW * g.cb * v
+        sig = (f"static void {fn}(const float* restrict x, const float* restrict w, "
+               "const float* restrict bias, float* restrict y, int64_t oh, int64_t nb) {")
+        body = rows + ["  if (nb == 2) {"]
+        body += ind(_row(g, lambda n, ow0: _conv_tile(g, 2, n, ow0, wstride), 6), 2)
+        body += ["  } else {"]
+        body += ind(_row(g, lambda n, ow0: _conv_tile(g, 1, n, ow0, wstride), 12), 2)
+        body += ["  }"]
+    vt = (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {_vec(g)} __attribute__((vector_size"
+          f"({4 * v}), aligned(4), may_alias));\n#endif")
+    GENERATED[fn] = "\n".join([vt] + head + [sig] + body + ["}"]) + "\n"
+    return fn

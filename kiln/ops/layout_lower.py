@@ -1,0 +1,169 @@
+"""Native lowerings of the blocked-layout ops (layout.py).
+
+BlockedConv: one parallel loop over (image, pair of output-channel blocks, output row) (depthwise:
+(image, channel block, output row)); each iteration calls the row function generated for this
+convolution's geometry (kiln/backend/blocked.py) and then runs the fused epilogue on the finished,
+L1-hot row. BlockedMaxPool: the same rows, a vector of channels per pixel. The reorders are plain
+loop nests: they run only where a blocked region meets the rest of the graph.
+"""
+from __future__ import annotations
+
+from ..backend.blocked import ConvRow, conv_row
+from ..backend.microkernel import host_config
+from ..lower.context import NotLowerable
+from ..lower.exprs import c, maximum, select
+from ..lower.loopir import Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul, product, sub
+
+I64 = "i64"
+
+
+def _const(e, what: str) -> int:
+    if not isinstance(e, Const):
+        raise NotLowerable(f"{what} must be known at compile time")
+    return int(e.value)
+
+
+def _div(a, b):
+    return Bin("/", a, Const(b) if isinstance(b, int) else b, I64)
+
+
+def _mod(a, b):
+    return Bin("%", a, Const(b) if isinstance(b, int) else b, I64)
+
+
+def _f32(ctx):
+    if any(t is not None and t.dtype != "f32" for t in ctx.inputs + ctx.outputs):
+        raise NotLowerable("the blocked layout's kernels are f32")
+
+
+def lower_blocked_conv(ctx):
+    _f32(ctx)
+    x, w, b, y = ctx.inputs[0], ctx.inputs[1], ctx.inputs[2], ctx.outputs[0]
+    at = ctx.attrs
+    v = host_config().vw
+    ws = w.static_shape()
+    if ws is None or ws[-1] != v:
+        raise NotLowerable(f"weights blocked by {ws[-1] if ws else '?'}, the target's vectors hold {v}")
+    KH, KW = at["kernel_shape"]
+    SH, SW = at["strides"]
+    DH, DW = at["dilations"]
+    PH, PW = at["pads"][:2]
+    OH, OW = at["out_hw"]
+    N, OCb = y.shape[0], _const(y.shape[1], "output channels")
+    if at["plain"]:
+        C, H, W = (_const(d, "input channel and spatial sizes") for d in x.shape[1:])
+        icb, cb, strides = 1, C, (0, W, 1, H * W)
+        image = C * H * W
+    else:
+        icb, H, W = (_const(d, "input channel and spatial sizes") for d in x.shape[1:4])
+        cb, strides = v, (H * W * v, W * v, v, 1)
+        image = icb * H * W * v
+    g = ConvRow(bool(at["depthwise"]), icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW,
+                OH, OW, v)
+    fn = conv_row(g)
+    t = Var(ctx.fresh("t"))
+    n = _div(t, OCb * OH if g.depthwise else -(-OCb // 2) * OH)
+    oh = _mod(t, OH)
+    row = OW * v
+    if g.depthwise:
+        ob = _mod(_div(t, OH), OCb)
+        ybase = mul(t, Const(row))          # t = (n*OCb + ob)*OH + oh
+        call = CallC(fn, (Ref(x.buf, add(mul(n, Const(image)), mul(ob, Const(H * W * v))), "f32"),
+                          Ref(w.buf, mul(ob, Const(KH * KW * v)), "f32"), Ref(b.buf, mul(ob, Const(v)), "f32"),
+                          Ref(y.buf, ybase, "f32"), oh))
+        nb = Const(1)
+    else:
+        ob = mul(_mod(_div(t, OH), -(-OCb // 2)), Const(2))
+        nb = Bin("min", Const(2), sub(Const(OCb), ob), I64)
+        ybase = mul(add(mul(add(mul(n, Const(OCb)), ob), Const(OH)), oh), Const(row))
+        wstride = icb * KH * KW * cb * v
+        call = CallC(fn, (Ref(x.buf, mul(n, Const(image)), "f32"), Ref(w.buf, mul(ob, Const(wstride)), "f32"),
+                          Ref(b.buf, mul(ob, Const(v)), "f32"), Ref(y.buf, ybase, "f32"), oh, nb))
+    body = [call]
+    if ctx.epilogue is not None:
+        # the fused chain on the finished rows (nb blocks of OW pixels x v channels)
+        k, q, yk = Var(ctx.fresh("k")), Var(ctx.fresh("q")), Var(ctx.fresh("yk"))
+        idx = [n, add(ob, k), oh, _div(q, v), _mod(q, v)]
+        body.append(For(k.name, nb, [Let(yk.name, add(ybase, mul(k, Const(OH * OW * v))), I64),
+                                     For(q.name, Const(row), ctx.epilogue(add(yk, q), idx), "vector")]))
+        ctx.epilogue_done = True
+    tasks = mul(N, Const((OCb if g.depthwise else -(-OCb // 2)) * OH))
+    return [For(t.name, tasks, body, "parallel")]
+
+
+def lower_blocked_max_pool(ctx):
+    _f32(ctx)
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    at = ctx.attrs
+    v = _const(x.shape[-1], "the block")
+    Cb, H, W = (_const(d, "channel and spatial sizes") for d in x.shape[1:4])
+    KH, KW = at["kernel_shape"]
+    SH, SW = at["strides"]
+    DH, DW = at["dilations"]
+    PH, PW = at["pads"][:2]
+    OH, OW = at["out_hw"]
+    t, ow, kh, kw, l, q = (Var(ctx.fresh(s)) for s in ("t", "ow", "kh", "kw", "l", "q"))
+    ih, iw, yo = Var(ctx.fresh("ih")), Var(ctx.fresh("iw")), Var(ctx.fresh("yo"))
+    plane = _div(t, OH)                                   # n*Cb + cb
+    oh = _mod(t, OH)
+    yrow = mul(t, Const(OW * v))
+    yi = add(yo, l)
+    xi = add(mul(add(mul(plane, Const(H)), ih), Const(W * v)), add(mul(iw, Const(v)), l))
+    inside = lambda e, hi: Bin("&&", Bin(">=", e, Const(0), "bool"), Bin("<", e, Const(hi), "bool"), "bool")
+    taps = For(kh.name, Const(KH), [
+        Let(ih.name, add(sub(mul(oh, Const(SH)), Const(PH)), mul(kh, Const(DH))), I64),
+        If(inside(ih, H), [For(kw.name, Const(KW), [
+            Let(iw.name, add(sub(mul(ow, Const(SW)), Const(PW)), mul(kw, Const(DW))), I64),
+            If(inside(iw, W), [For(l.name, Const(v), [
+                Store(y.buf, yi, maximum(Load(y.buf, yi, "f32"), x.load(xi)))], "vector")])])])])
+    per_col = [Let(yo.name, add(yrow, mul(ow, Const(v))), I64),
+               For(l.name, Const(v), [Store(y.buf, yi, c(float("-inf"), "f32"))], "vector"), taps]
+    body = [For(ow.name, Const(OW), per_col)]
+    if ctx.epilogue is not None:
+        n, cb = _div(plane, Cb), _mod(plane, Cb)
+        body.append(For(q.name, Const(OW * v), ctx.epilogue(
+            add(yrow, q), [n, cb, oh, _div(q, v), _mod(q, v)]), "vector"))
+        ctx.epilogue_done = True
+    return [For(t.name, mul(y.shape[0], Const(Cb * OH)), body, "parallel")]
+
+
+def lower_to_blocked(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    v = _const(y.shape[-1], "the block")
+    C = x.shape[1]
+    S = product(x.shape[2:])
+
+    def body(idx):
+        n, cb, lane = idx[0], idx[1], idx[-1]
+        s = Var(ctx.fresh("s"))
+        ch = add(mul(cb, Const(v)), lane)
+        src = add(mul(add(mul(n, C), ch), S), s)
+        dst = add(mul(add(mul(add(mul(n, y.shape[1]), cb), S), s), Const(v)), lane)
+        return [For(s.name, S, [Store(y.buf, dst, select(Bin("<", ch, C, "bool"), x.load(src),
+                                                          c(0, y.dtype)))])]
+    # (n, block, lane) outside, pixels inside: each lane's reads run along one input channel
+    return ctx.loops([y.shape[0], y.shape[1], Const(v)], body)
+
+
+def lower_from_blocked(ctx):
+    x, y = ctx.inputs[0], ctx.outputs[0]
+    v = _const(x.shape[-1], "the block")
+    C = y.shape[1]
+    S = product(y.shape[2:])
+
+    def body(idx):
+        n, ch = idx
+        s = Var(ctx.fresh("s"))
+        src = add(mul(add(mul(add(mul(n, x.shape[1]), _div(ch, v)), S), s), Const(v)), _mod(ch, v))
+        return [For(s.name, S, [Store(y.buf, add(mul(add(mul(n, C), ch), S), s), x.load(src))], "vector")]
+    return ctx.loops([y.shape[0], C], body)
+
+
+LOWER = {"BlockedConv": lower_blocked_conv, "BlockedMaxPool": lower_blocked_max_pool,
+         "ToBlocked": lower_to_blocked, "FromBlocked": lower_from_blocked}
+
+
+def attach(ops) -> None:
+    for d in ops:
+        if d.name in LOWER:
+            d.lower = LOWER[d.name]
