@@ -46,7 +46,7 @@ def test_injected_fault_is_named_and_bisected_to_fuse(cnn, monkeypatch, capsys):
     assert all(c.ok for c in run.result.checks if c.index < first.index)
     assert "fused" in first.kernel and first.kernel == run.module._native.program.native[first.index].kernel.name
     assert [n.name for n in node.attrs["body"].nodes] == ["stem/Conv", "stem/Relu"]
-    assert first.sources == ["PackedConv 'stem/Conv'", "Relu 'stem/Relu'"]
+    assert first.sources == ["BlockedConv 'stem/Conv'", "Relu 'stem/Relu'"]
     assert first.mismatches == 1 and first.worst == (0, 0, 0, 0)
     assert first.got - first.expected == pytest.approx(1.0, abs=1e-5)
 
@@ -59,7 +59,7 @@ def test_injected_fault_is_named_and_bisected_to_fuse(cnn, monkeypatch, capsys):
     assert main(["compare", cnn, "--bisect-passes"]) == 1
     out = capsys.readouterr().out
     assert f"DIVERGENCE at node {first.index}: {first.kernel}" in out
-    assert "source nodes: PackedConv 'stem/Conv', Relu 'stem/Relu'" in out
+    assert "source nodes: BlockedConv 'stem/Conv', Relu 'stem/Relu'" in out
     assert "the divergence disappears without: fuse" in out
 
     # a pass that another needs cannot be switched off alone: the bisection says so

@@ -99,7 +99,7 @@ def test_packed_conv_round_trips_through_the_ir_text_artifact_and_interpreter(tm
                helper.make_node("Relu", ["t"], ["y"])],
               [f32("x", ["N", 4, 9, 8])], [f32("y", None)],
               [numpy_helper.from_array(w, "w"), numpy_helper.from_array(bias, "b")])
-    mod = kiln.compile(m, target="cpu")
+    mod = kiln.compile(m, target="cpu", disable=["layout"])      # NCHW: the implicit GEMM
     body = mod.graph.nodes[0].attrs["body"]
     assert [nd.op for nd in body.nodes] == ["PackedConv", "Relu"]
     text = str(mod.graph)
@@ -110,7 +110,7 @@ def test_packed_conv_round_trips_through_the_ir_text_artifact_and_interpreter(tm
     ref = np.maximum(REGISTRY.get("Conv").reference(x, w, bias, auto_pad="NOTSET", dilations=None, group=1,
                                                     kernel_shape=None, pads=[1, 1, 1, 1], strides=None), 0)
     np.testing.assert_allclose(kiln.load(path).run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
-    interp = kiln.compile(m, target="interpret", opt_level=2)
+    interp = kiln.compile(m, target="interpret", opt_level=2, disable=["layout"])
     np.testing.assert_allclose(interp.run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
 
 
@@ -248,7 +248,7 @@ def test_pointwise_convolutions_run_as_gemm_with_fused_epilogue():
              helper.make_node("Conv", ["x", "w"], ["z"], strides=[2, 2])]
     inits = [numpy_helper.from_array(v, n) for n, v in (("w", wt), ("b", bias), ("w2", w2))]
     mod = kiln.compile(model(nodes, [f32("x", ["N", c, h, w])], [f32("y", None), f32("z", None)], inits),
-                       target="cpu")
+                       target="cpu", disable=["layout"])      # NCHW convs: the GEMM path
     assert mod.host_ops == []
     gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
     assert len(gemms) == 3 and all(ops[0] == "PackedConv" for ops in gemms), gemms
@@ -298,7 +298,8 @@ def test_kxk_convolutions_run_as_implicit_gemm(n):
                     strides=None)
         full.update(attrs)
         refs.append(np.maximum(conv(x, wt, bias, **full), 0))
-    mod = kiln.compile(model(nodes, inputs, outputs, inits), target="cpu", native_only=True)
+    mod = kiln.compile(model(nodes, inputs, outputs, inits), target="cpu", native_only=True,
+                       disable=["layout"])                     # NCHW convs: the GEMM path
     gemms = [nk.kernel.ops for nk in mod._native.program.native.values() if c_calls(nk.kernel.body)]
     assert len(gemms) == len(CONVS), gemms
     for got, ref in zip(mod.run(feeds), refs):

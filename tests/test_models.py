@@ -109,7 +109,9 @@ def test_every_opt_level_matches_the_interpreter(cnn, cnn_module, opt_level, tmp
     np.testing.assert_allclose(m.run({"image": x})[0], cnn_module.run({"image": x})[0],
                                rtol=1e-4, atol=1e-5)
     ops = {op for k in m.manifest["kernels"] for op in k["ops"]}
-    if opt_level >= 2:       # BN folded into the convs, each ReLU fused into its conv's epilogue
-        assert "BatchNormalization" not in ops and len(m.manifest["kernels"]) == 8
+    if opt_level >= 2:       # BN folded into the convs, each ReLU fused into its conv's epilogue,
+        # the convs blocked (NCHW8c) with one reorder before the global pooling
+        assert "BatchNormalization" not in ops and len(m.manifest["kernels"]) == 9
+        assert ops >= {"BlockedConv", "FromBlocked"} and "ToBlocked" not in ops
     else:
         assert "BatchNormalization" in ops

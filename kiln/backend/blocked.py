@@ -54,6 +54,12 @@ class ConvRow:
     OH: int
     OW: int
     vw: int = 8
+    ys_b: int = 0         # y's stride between output channel blocks (0: OH*OW*vw)
+    plane: bool = False   # one call computes the whole OH x OW plane, not one row
+
+    @property
+    def y_block(self) -> int:
+        return self.ys_b or self.OH * self.OW * self.vw
 
     def name(self) -> str:
         h = hashlib.sha1(repr(astuple(self)).encode()).hexdigest()[:12]
@@ -125,7 +131,45 @@ def _conv_tile(g: ConvRow, nb: int, n: int, ow0: int | None, wstride: int) -> li
     out.append("  }")
     for b in range(nb):
         for p in range(n):
-            out.append(f"  *({V}*)(y + {b * g.OH * g.OW * v} + ({col} + {p}) * {v}) = {acc[b][p]};")
+            out.append(f"  *({V}*)(y + {b * g.y_block} + ({col} + {p}) * {v}) = {acc[b][p]};")
+    out.append("}")
+    return out
+
+
+def _plane_tile(g: ConvRow, nb: int, n: int, p0: int, wstride: int) -> list[str]:
+    """C lines of one tile of a whole-plane call: output pixels [p0, p0+n) of the flattened plane,
+    every tap's offset and validity a constant (small planes: 7x7 in a ResNet's last stage)."""
+    V, v = _vec(g), g.vw
+    acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
+    out = ["{"]
+    for b in range(nb):
+        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * v});")
+        out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in acc[b]) + ";")
+    out.append(f"  for (int64_t icb = 0; icb < {g.icb}; ++icb) {{")
+    out.append(f"    const float* restrict xb = x + icb * {g.xs_cb};")
+    out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
+    for kh in range(g.KH):
+        for kw in range(g.KW):
+            offs = {}
+            for p in range(n):
+                r, ow = divmod(p0 + p, g.OW)
+                ih, iw = r * g.SH - g.PH + kh * g.DH, ow * g.SW - g.PW + kw * g.DW
+                if 0 <= ih < g.H and 0 <= iw < g.W:
+                    offs[p] = ih * g.xs_h + iw * g.xs_w
+            if not offs:
+                continue
+            out.append(f"    #pragma GCC unroll {min(g.cb, 8)}")
+            out.append(f"    for (int64_t c = 0; c < {g.cb}; ++c) {{")
+            for b in range(nb):
+                out.append(f"      const {V} w{b} = *(const {V}*)(wb + {b * wstride + (kh * g.KW + kw) * g.cb * v} + c * {v});")
+            for p, off in offs.items():
+                out.append(f"      {{ const float s = xb[{off} + c * {g.xs_c}]; " +
+                           " ".join(f"{acc[b][p]} += w{b} * s;" for b in range(nb)) + " }")
+            out.append("    }")
+    out.append("  }")
+    for b in range(nb):
+        for p in range(n):
+            out.append(f"  *({V}*)(y + {b * g.y_block + (p0 + p) * v}) = {acc[b][p]};")
     out.append("}")
     return out
 
@@ -191,10 +235,18 @@ def conv_row(g: ConvRow) -> str:
         wstride = g.icb * g.KH * g.KW * g.cb * v
         sig = (f"static void {fn}(const float* restrict x, const float* restrict w, "
                "const float* restrict bias, float* restrict y, int64_t oh, int64_t nb) {")
-        body = rows + ["  if (nb == 2) {"]
-        body += ind(_row(g, lambda n, ow0: _conv_tile(g, 2, n, ow0, wstride), 6), 2)
-        body += ["  } else {"]
-        body += ind(_row(g, lambda n, ow0: _conv_tile(g, 1, n, ow0, wstride), 12), 2)
+        body = ([] if g.plane else rows) + ["  if (nb == 2) {"]
+        for nb, ur in ((2, 6), (1, 12)):
+            if nb == 1:
+                body += ["  } else {"]
+            if g.plane:
+                p0 = 0
+                for n in _tiles(g.OH * g.OW, ur):
+                    body += ind(_plane_tile(g, nb, n, p0, wstride), 2)
+                    p0 += n
+                body.append("    (void)oh;")
+            else:
+                body += ind(_row(g, lambda n, ow0: _conv_tile(g, nb, n, ow0, wstride), ur), 2)
         body += ["  }"]
     vt = (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {_vec(g)} __attribute__((vector_size"
           f"({4 * v}), aligned(4), may_alias));\n#endif")

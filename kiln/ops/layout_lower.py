@@ -15,6 +15,7 @@ from ..lower.exprs import c, maximum, select
 from ..lower.loopir import Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul, product, sub
 
 I64 = "i64"
+PLANE_MAX = 64           # output planes up to this many pixels: one call per plane (all taps constant)
 
 
 def _const(e, what: str) -> int:
@@ -58,38 +59,65 @@ def lower_blocked_conv(ctx):
         icb, H, W = (_const(d, "input channel and spatial sizes") for d in x.shape[1:4])
         cb, strides = v, (H * W * v, W * v, v, 1)
         image = icb * H * W * v
-    g = ConvRow(bool(at["depthwise"]), icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW,
-                OH, OW, v)
+    depthwise = bool(at["depthwise"])
+    pointwise = (KH, KW, SH, SW) == (1, 1, 1, 1) and not any(at["pads"]) and not at["plain"]
+    chunk = _chunk(OH * OW) if pointwise and not depthwise else None
+    plane = not depthwise and chunk is None and OH * OW <= PLANE_MAX
+    if chunk:
+        # a 1x1 stride-1 convolution is one long row: runs of `chunk` pixels, no borders
+        g = ConvRow(False, icb, cb, xs_cb=strides[0], xs_h=0, xs_w=v, xs_c=1, H=1, W=chunk, KH=1, KW=1,
+                    SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=chunk, vw=v, ys_b=OH * OW * v)
+        rows = OH * OW // chunk
+    else:
+        g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
+                    plane=plane)
+        rows = 1 if plane else OH
     fn = conv_row(g)
     t = Var(ctx.fresh("t"))
-    n = _div(t, OCb * OH if g.depthwise else -(-OCb // 2) * OH)
-    oh = _mod(t, OH)
-    row = OW * v
-    if g.depthwise:
-        ob = _mod(_div(t, OH), OCb)
-        ybase = mul(t, Const(row))          # t = (n*OCb + ob)*OH + oh
+    width = g.OW * (OH if plane else 1)             # pixels per call
+    groups = OCb if depthwise else -(-OCb // 2)     # channel blocks (pairs) per image
+    n = _div(t, groups * rows)
+    r = _mod(t, rows)
+    p0 = mul(r, Const(width))                       # the call's first output pixel
+    if depthwise:
+        ob = _mod(_div(t, rows), OCb)
+        ybase = mul(t, Const(width * v))            # t = (n*OCb + ob)*OH + oh
         call = CallC(fn, (Ref(x.buf, add(mul(n, Const(image)), mul(ob, Const(H * W * v))), "f32"),
                           Ref(w.buf, mul(ob, Const(KH * KW * v)), "f32"), Ref(b.buf, mul(ob, Const(v)), "f32"),
-                          Ref(y.buf, ybase, "f32"), oh))
+                          Ref(y.buf, ybase, "f32"), r))
         nb = Const(1)
     else:
-        ob = mul(_mod(_div(t, OH), -(-OCb // 2)), Const(2))
+        ob = mul(_mod(_div(t, rows), groups), Const(2))
         nb = Bin("min", Const(2), sub(Const(OCb), ob), I64)
-        ybase = mul(add(mul(add(mul(n, Const(OCb)), ob), Const(OH)), oh), Const(row))
+        ybase = add(mul(add(mul(n, Const(OCb)), ob), Const(OH * OW * v)), mul(p0, Const(v)))
         wstride = icb * KH * KW * cb * v
-        call = CallC(fn, (Ref(x.buf, mul(n, Const(image)), "f32"), Ref(w.buf, mul(ob, Const(wstride)), "f32"),
-                          Ref(b.buf, mul(ob, Const(v)), "f32"), Ref(y.buf, ybase, "f32"), oh, nb))
+        xoff = mul(n, Const(image))
+        if chunk:
+            xoff = add(xoff, mul(p0, Const(v)))
+        call = CallC(fn, (Ref(x.buf, xoff, "f32"), Ref(w.buf, mul(ob, Const(wstride)), "f32"),
+                          Ref(b.buf, mul(ob, Const(v)), "f32"), Ref(y.buf, ybase, "f32"),
+                          Const(0) if chunk else r, nb))
     body = [call]
     if ctx.epilogue is not None:
-        # the fused chain on the finished rows (nb blocks of OW pixels x v channels)
+        # the fused chain on the finished pixels (nb blocks of `width` pixels x v channels)
         k, q, yk = Var(ctx.fresh("k")), Var(ctx.fresh("q")), Var(ctx.fresh("yk"))
-        idx = [n, add(ob, k), oh, _div(q, v), _mod(q, v)]
+        pix = add(p0, _div(q, v))
+        idx = [n, add(ob, k), _div(pix, OW), _mod(pix, OW), _mod(q, v)]
         body.append(For(k.name, nb, [Let(yk.name, add(ybase, mul(k, Const(OH * OW * v))), I64),
-                                     For(q.name, Const(row), ctx.epilogue(add(yk, q), idx), "vector")]))
+                                     For(q.name, Const(width * v), ctx.epilogue(add(yk, q), idx), "vector")]))
         ctx.epilogue_done = True
-    tasks = mul(N, Const((OCb if g.depthwise else -(-OCb // 2)) * OH))
-    return [For(t.name, tasks, body, "parallel")]
+    return [For(t.name, mul(N, Const(groups * rows)), body, "parallel")]
 
+
+def _chunk(pixels: int) -> int | None:
+    """Pixels per call of a 1x1 convolution's long row: the whole plane when small, else a
+    divisor of it near 48 (a multiple of the 6-column tile when there is one), None if none."""
+    if pixels <= 96:
+        return pixels
+    divs = [d for d in range(32, 97) if pixels % d == 0]
+    if not divs:
+        return None
+    return min(divs, key=lambda d: (d % 6 != 0, abs(d - 48)))
 
 def lower_blocked_max_pool(ctx):
     _f32(ctx)

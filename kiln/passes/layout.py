@@ -116,8 +116,7 @@ def layout(graph: Graph) -> Graph:
     """Move 2-D f32 conv chains (with their elementwise epilogues and max pooling) into the
     blocked channels layout NCHW[v]c, weights re-laid out at compile time; mutates the graph."""
     v = host_config().vw
-    twin: dict[Value, Value] = {}          # NCHW value -> its blocked twin
-    to_blocked: dict[Value, Value] = {}    # NCHW value -> the ToBlocked of it
+    twin: dict[Value, Value] = {}          # NCHW value -> its blocked twin (made here or by ToBlocked)
     made: set = set()                      # the blocked nodes (they read twins, not NCHW values)
     dropped: set = set()                   # weights replaced by blocked copies
     nodes: list[Node] = []
@@ -130,16 +129,14 @@ def layout(graph: Graph) -> Graph:
         return nv
 
     def blocked_in(x: Value) -> Value:
-        if x in twin:
-            return twin[x]
-        if x not in to_blocked:
+        if x not in twin:
             tb = Value(graph.fresh_name(f"{x.name}.blk"), _blocked_type(x, x.type.shape, v))
             node = Node("ToBlocked", [x], [tb], {"block": v}, graph.fresh_name(f"{x.name}.to_blocked"))
             tb.producer = node
             nodes.append(node)
             made.add(id(node))
-            to_blocked[x] = tb
-        return to_blocked[x]
+            twin[x] = tb
+        return twin[x]
 
     for node in graph.nodes:
         if node.op == "Conv" and (plan := _conv_plan(node)) is not None:
@@ -176,7 +173,7 @@ def layout(graph: Graph) -> Graph:
     out: list[Node] = []
     for n in nodes:
         out.append(n)
-        if id(n) not in made:
+        if id(n) not in made or n.op == "ToBlocked":
             continue
         for old, nv in twin.items():
             if nv.producer is n and old in plain_reads:

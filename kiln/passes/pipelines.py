@@ -4,7 +4,7 @@ from __future__ import annotations
 PIPELINES: dict[int, list[str]] = {
     0: [],
     1: ["simplify", "fold-constants", "dce"],
-    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "fuse", "pack-weights"],
+    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "fuse", "pack-weights"],
     3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "fuse", "pack-weights"],
 }
 

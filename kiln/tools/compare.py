@@ -3,13 +3,16 @@ intermediate tensor that diverges; `bisect_passes` then names the pass that intr
 
 What is compared: every value the optimized graph computes whose name is also a value of the
 imported graph (passes keep the names of the values they keep, and name new ones afresh), which
-includes the output of every Fused kernel (the end of each fused group). The compiled values come
+includes the output of every Fused kernel (the end of each fused group). A value the layout pass
+moved into the blocked channels layout (`NAME.blk`, [N, C/8, H, W, 8]) is compared, unblocked, with
+the reference's NAME. The compiled values come
 from kiln/runtime/debug_run.py (the real kernels over the real arena plan, one node at a time); the
 reference ones from kiln/tools/reference.py. A value matches when no element is further from
 the reference than atol + rtol * (the tensor's largest |expected|): see error_stats.
 """
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -108,6 +111,17 @@ def _kernel_of(module, i: int, node) -> tuple[str, list]:
     return f"host {node.describe()}", [n.describe() for n in members]
 
 
+def _blocked_twin(name: str, got: np.ndarray, reference: dict):
+    """(reference, got unblocked) for a blocked value `NAME.blk` whose NAME the reference has, else
+    (None, got)."""
+    from ..ops.layout import from_blocked
+    m = re.fullmatch(r"(.+)\.blk(_\d+)?", name)
+    want = reference.get(m.group(1)) if m else None
+    if want is None or got.ndim != 5 or np.ndim(want) != 4 or np.shape(want)[1] > got.shape[1] * got.shape[-1]:
+        return None, got
+    return want, from_blocked(got, np.shape(want)[1])
+
+
 def check_module(module, reference: dict, feeds: dict, rtol: float = RTOL, atol: float = ATOL,
                  progress=None) -> Comparison:
     """Run the compiled `module` (target cpu) node by node on `feeds` ({input name: array}) and
@@ -120,6 +134,8 @@ def check_module(module, reference: dict, feeds: dict, rtol: float = RTOL, atol:
     for i, node, outs in run_node_by_node(module._native, bound):
         for v, got in outs.items():
             want = reference.get(v.name)
+            if want is None:
+                want, got = _blocked_twin(v.name, got, reference)
             if want is None:
                 continue
             if np.shape(want) != got.shape:

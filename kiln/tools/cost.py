@@ -1,7 +1,7 @@
 """FLOPs and bytes of one kernel at concrete shapes: the estimates behind GFLOP/s, GB/s and the
 roofline in `kiln profile` and `kiln report`.
 
-- MatMul, Gemm, PackedMatMul, Conv, PackedConv, ConvTranspose, Attention: 2 FLOPs per multiply-accumulate;
+- MatMul, Gemm, PackedMatMul, Conv, PackedConv, BlockedConv, ConvTranspose, Attention: 2 FLOPs per multiply-accumulate;
 - elementwise ops (an op with a `scalar` lowering): one FLOP per output element;
 - data movement (the shape and index families: Reshape, Transpose, Concat, Gather, ...): none;
 - any other op (reductions, normalization, softmax, pooling, ...): one per element of its largest
@@ -69,6 +69,9 @@ def node_flops(node, shapes: dict) -> float | None:
         return 2.0 * _numel(outs[0]) * _numel(ins[1][1:])
     if node.op == "PackedConv":           # weights packed as GEMM panels: geometry in attrs
         return 2.0 * _numel(outs[0]) * a["c"] * _numel(a["kernel_shape"])
+    if node.op == "BlockedConv":          # blocked layout: real channels from attrs, not padded
+        cin = 1 if a["depthwise"] else a["c"]
+        return 2.0 * outs[0][0] * a["m"] * _numel(a["out_hw"]) * cin * _numel(a["kernel_shape"])
     if node.op == "ConvTranspose":
         return 2.0 * _numel(ins[0]) * _numel(ins[1][1:])
     if node.op == "Attention":            # Q K^T, then P V: 2 * (Q elements * kv length) each
