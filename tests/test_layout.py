@@ -158,7 +158,8 @@ def f32(name, shape):
 # (C, M, H, W, attrs): row tiles with borders on both sides, strides, asymmetric pads, dilation,
 # rectangular kernels, SAME padding, an odd count of output blocks (one block left for the last
 # pair), 1x1 convs in long-row chunks (144 pixels), whole planes (7x7) and plain rows (11x13: no
-# chunk divides it), depthwise at strides 1 and 2, and a 3-channel first layer read unpadded
+# chunk divides it), depthwise at strides 1 and 2, a 3-channel first layer read unpadded, and input
+# channels past one L1 chunk of weights (partial sums kept in the output between chunks)
 CONVS = [(16, 24, 13, 15, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
          (12, 16, 14, 14, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 2, 1])),
          (8, 17, 12, 14, dict(kernel_shape=[3, 2], dilations=[2, 3], pads=[2, 1, 0, 3])),
@@ -170,7 +171,9 @@ CONVS = [(16, 24, 13, 15, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
          (24, 24, 13, 13, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=24)),
          (20, 20, 15, 17, dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], group=20)),
          (16, 16, 10, 10, dict(kernel_shape=[5, 5], dilations=[2, 2], pads=[4, 4, 4, 4], group=16)),
-         (3, 16, 23, 23, dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3]))]
+         (3, 16, 23, 23, dict(kernel_shape=[7, 7], strides=[2, 2], pads=[3, 3, 3, 3])),
+         (40, 16, 9, 10, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+         (288, 16, 5, 6, dict(kernel_shape=[1, 1]))]
 
 
 def conv_ref(x, w, b, attrs):

@@ -29,6 +29,7 @@ from dataclasses import astuple, dataclass
 
 # generated function name -> its C source; kiln/backend/microkernel.py: support_code emits them
 GENERATED: dict[str, str] = {}
+L1_WEIGHT_BYTES = 16 << 10     # the weights of one chunk of input blocks (half of a 32 KiB L1)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,34 @@ def _vec(g: ConvRow) -> str:
     return f"kiln_bv{g.vw}"
 
 
+def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
+    """Accumulators start at the bias in the first chunk of input blocks, at the partial sums
+    stored in y in the later ones."""
+    V, out = _vec(g), []
+    for b, row in enumerate(acc):
+        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});")
+        out.append("  " + f"{V} " + ", ".join(
+            f"{a} = icc ? *(const {V}*)(y + {yoff(b, p)}) : bias{b}" for p, a in enumerate(row)) + ";")
+    return out
+
+
+def chunk_blocks(g: ConvRow, nb: int) -> int:
+    """Input blocks per pass over a row: their weights (for nb output blocks) fit in L1 next to
+    the input rows, so every tile of the row reuses them from L1 instead of streaming all the
+    weights from L2 once per tile."""
+    per_block = g.KH * g.KW * g.cb * g.vw * nb * 4
+    return max(1, min(g.icb, L1_WEIGHT_BYTES // per_block))
+
+
+def _chunked(g: ConvRow, nb: int, tiles: list[str]) -> list[str]:
+    icc = chunk_blocks(g, nb)
+    if icc >= g.icb:
+        return ["{", f"  const int64_t icc = 0, ice = {g.icb};"] + ["  " + t for t in tiles] + ["}"]
+    return ([f"for (int64_t icc = 0; icc < {g.icb}; icc += {icc}) {{",
+             f"  const int64_t ice = icc + {icc} < {g.icb} ? icc + {icc} : {g.icb};"] +
+            ["  " + t for t in tiles] + ["}"])
+
+
 def _conv_tile(g: ConvRow, nb: int, n: int, ow0: int | None, wstride: int) -> list[str]:
     """C lines of one tile of n columns from ow0 (None: the runtime `ow0` of an interior loop)."""
     V, v = _vec(g), g.vw
@@ -105,10 +134,8 @@ def _conv_tile(g: ConvRow, nb: int, n: int, ow0: int | None, wstride: int) -> li
     valid = (lambda p, kw: True) if ow0 is None else (lambda p, kw: _valid(g, ow0, p, kw))
     acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
     out = ["{"]
-    for b in range(nb):
-        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * v});")
-        out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in acc[b]) + ";")
-    out.append(f"  for (int64_t icb = 0; icb < {g.icb}; ++icb) {{")
+    out += _acc_init(g, acc, lambda b, p: f"{b * g.y_block} + ({col} + {p}) * {v}")
+    out.append("  for (int64_t icb = icc; icb < ice; ++icb) {")
     out.append(f"    const float* restrict xb = x + icb * {g.xs_cb} + ({col} * {g.SW} - {g.PW}) * {g.xs_w};")
     out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
     out.append("    for (int64_t kh = khlo; kh < khhi; ++kh) {")
@@ -142,10 +169,8 @@ def _plane_tile(g: ConvRow, nb: int, n: int, p0: int, wstride: int) -> list[str]
     V, v = _vec(g), g.vw
     acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
     out = ["{"]
-    for b in range(nb):
-        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * v});")
-        out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in acc[b]) + ";")
-    out.append(f"  for (int64_t icb = 0; icb < {g.icb}; ++icb) {{")
+    out += _acc_init(g, acc, lambda b, p: f"{b * g.y_block + (p0 + p) * v}")
+    out.append("  for (int64_t icb = icc; icb < ice; ++icb) {")
     out.append(f"    const float* restrict xb = x + icb * {g.xs_cb};")
     out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
     for kh in range(g.KH):
@@ -244,13 +269,13 @@ def conv_row(g: ConvRow) -> str:
             if nb == 1:
                 body += ["  } else {"]
             if g.plane:
-                p0 = 0
+                tiles, p0 = [], 0
                 for n in _tiles(g.OH * g.OW, ur):
-                    body += ind(_plane_tile(g, nb, n, p0, wstride), 2)
+                    tiles += _plane_tile(g, nb, n, p0, wstride)
                     p0 += n
-                body.append("    (void)oh;")
+                body += ind(_chunked(g, nb, tiles) + ["(void)oh;"], 2)
             else:
-                body += ind(_row(g, lambda n, ow0: _conv_tile(g, nb, n, ow0, wstride), ur), 2)
+                body += ind(_chunked(g, nb, _row(g, lambda n, ow0: _conv_tile(g, nb, n, ow0, wstride), ur)), 2)
         body += ["  }"]
     vt = (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {_vec(g)} __attribute__((vector_size"
           f"({4 * v}), aligned(4), may_alias));\n#endif")
