@@ -182,9 +182,12 @@ def conv_ref(x, w, b, attrs):
     return REGISTRY.get("Conv").reference(x, w, b, **full)
 
 
-@pytest.mark.parametrize("n", [1, 3])
-def test_blocked_convolutions_match_the_reference(n):
-    """Each conv + bias + Relu runs as one fused BlockedConv kernel (opt_level 3), natively."""
+@pytest.mark.parametrize("n, regs", [(1, 16), (3, 16), (1, 32), (3, 32)])
+def test_blocked_convolutions_match_the_reference(n, regs, monkeypatch):
+    """Each conv + bias + Relu runs as one fused BlockedConv kernel (opt_level 3), natively, with
+    the register tiles of an AVX2 machine (16 vector registers) and of an AVX-512VL one (32)."""
+    import kiln.ops.layout_lower
+    monkeypatch.setattr(kiln.ops.layout_lower, "vector_registers", lambda: regs)
     nodes, inits, inputs, outputs, feeds, refs = [], [], [], [], {}, []
     for k, (c, m, h, w, attrs) in enumerate(CONVS):
         g = attrs.get("group", 1)

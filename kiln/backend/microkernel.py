@@ -65,6 +65,22 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
+def vector_registers() -> int:
+    """Vector registers the C compiler may use here (-march=native): 32 with AVX-512VL (ymm16-31
+    for 8-wide code too), 32 on AArch64, else 16."""
+    m = platform.machine().lower()
+    if m in ("aarch64", "arm64"):
+        return 32
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return 32 if " avx512vl" in line else 16
+    except OSError:
+        pass
+    return 16
+
+
 def _ukr(cfg: GemmConfig, rows: int, half: bool = False) -> str:
     """The micro-kernel for tiles of `rows` (<= MR) rows: rows x NR accumulators in registers. Short
     tiles keep several sets of accumulators over interleaved k (FMA latency), summed at the end.

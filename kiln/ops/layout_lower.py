@@ -9,7 +9,7 @@ loop nests: they run only where a blocked region meets the rest of the graph.
 from __future__ import annotations
 
 from ..backend.blocked import ConvRow, conv_row
-from ..backend.microkernel import host_config
+from ..backend.microkernel import host_config, vector_registers
 from ..lower.context import NotLowerable
 from ..lower.exprs import c, maximum, select
 from ..lower.loopir import Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul, product, sub
@@ -66,16 +66,18 @@ def lower_blocked_conv(ctx):
     if chunk:
         # a 1x1 stride-1 convolution is one long row: runs of `chunk` pixels, no borders
         g = ConvRow(False, icb, cb, xs_cb=strides[0], xs_h=0, xs_w=v, xs_c=1, H=1, W=chunk, KH=1, KW=1,
-                    SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=chunk, vw=v, ys_b=OH * OW * v)
+                    SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=chunk, vw=v, ys_b=OH * OW * v,
+                    regs=vector_registers())
         rows = OH * OW // chunk
     else:
         g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
-                    plane=plane)
+                    plane=plane, regs=vector_registers())
         rows = 1 if plane else OH
     fn = conv_row(g)
     t = Var(ctx.fresh("t"))
     width = g.OW * (OH if plane else 1)             # pixels per call
-    groups = OCb if depthwise else -(-OCb // 2)     # channel blocks (pairs) per image
+    NB = g.shapes[0][0]                             # output blocks per call
+    groups = OCb if depthwise else -(-OCb // NB)    # channel blocks (groups of NB) per image
     n = _div(t, groups * rows)
     r = _mod(t, rows)
     p0 = mul(r, Const(width))                       # the call's first output pixel
@@ -87,8 +89,8 @@ def lower_blocked_conv(ctx):
                           Ref(y.buf, ybase, "f32"), r))
         nb = Const(1)
     else:
-        ob = mul(_mod(_div(t, rows), groups), Const(2))
-        nb = Bin("min", Const(2), sub(Const(OCb), ob), I64)
+        ob = mul(_mod(_div(t, rows), groups), Const(NB))
+        nb = Bin("min", Const(NB), sub(Const(OCb), ob), I64)
         ybase = add(mul(add(mul(n, Const(OCb)), ob), Const(OH * OW * v)), mul(p0, Const(v)))
         wstride = icb * KH * KW * cb * v
         xoff = mul(n, Const(image))

@@ -100,36 +100,38 @@ class NativeModel:
     def _run_static(self, st: _Static, feeds: dict) -> list:
         g, prog = self.graph, self.program
         self.last_arena_bytes = st.plan.arena_bytes
-        env = dict(self._weights)
-        env.update(st.arrays)
         keep = []
         for v, x in feeds.items():
             if v in prog.buffers:
                 x = contiguous(x)
                 keep.append(x)
                 st.table[prog.buffers[v]] = x.ctypes.data
-            env[v] = x
         outs = {}
         for v in g.outputs:
             if v in prog.buffers and v in st.plan.shapes and v.producer is not None:
                 a = np.empty(st.plan.shapes[v], v.type.dtype.numpy)
                 outs[v] = a
-                env[v] = a
                 st.table[prog.buffers[v]] = a.ctypes.data
         d = st.plan.dims.ctypes.data
         if not prog.host:
             if self.lib is not None and self._run(st.table, d) != 0:
                 raise KilnError("the compiled model refused to run (host ops present)")
-        else:
-            i, n = 0, len(g.nodes)
-            while i < n:
-                if i in self._seg_of:
-                    s = self._seg_of[i]
-                    self._segment[s](st.table, d)
-                    i = prog.segments[s][1] + 1
-                    continue
-                self._host_node(i, env, st.plan.shapes)
-                i += 1
+            # fast path: no host node needs the environment of every value
+            env = _Chain(outs, feeds, st.arrays, self._weights)
+            return [self._result(v, env) for v in g.outputs]
+        env = dict(self._weights)
+        env.update(st.arrays)
+        env.update(feeds)
+        env.update(outs)
+        i, n = 0, len(g.nodes)
+        while i < n:
+            if i in self._seg_of:
+                s = self._seg_of[i]
+                self._segment[s](st.table, d)
+                i = prog.segments[s][1] + 1
+                continue
+            self._host_node(i, env, st.plan.shapes)
+            i += 1
         return [self._result(v, env) for v in g.outputs]
 
     def _host_node(self, i: int, env: dict, shapes: dict | None):
@@ -194,6 +196,18 @@ def _load(path: str):
         return ctypes.CDLL(os.path.abspath(path))
     except OSError as e:
         raise KilnError(f"cannot load the compiled library {path}: {e}") from None
+
+
+class _Chain:
+    """Read-only lookup through several dicts, first hit wins (no merged copy per run)."""
+    def __init__(self, *maps):
+        self.maps = maps
+
+    def __getitem__(self, v):
+        for m in self.maps:
+            if v in m:
+                return m[v]
+        raise KeyError(v)
 
 
 class _Env(dict):
