@@ -209,9 +209,13 @@ class CRenderer:
                 ext = self.expr(s.extent)
                 if s.kind == "parallel":
                     if c_calls(s.body):
-                        # blocks of GEMM tiles (C support code): heavy, split from 2 iterations;
-                        # handed out dynamically (a core taken by another process stalls less)
-                        out.append(f"{indent}#pragma omp parallel for schedule(dynamic, 1) if({ext} > 1)")
+                        # calls of C support code (GEMM blocks, conv rows): heavy, split from 2
+                        # iterations; handed out dynamically (a core taken by another process
+                        # stalls less), in chunks of contiguous iterations, about 8 per thread
+                        # (one atomic hand-out per iteration costs more than a conv row)
+                        chunk = f"(({ext}) + 8 * kiln_threads() - 1) / (8 * kiln_threads())"
+                        out.append(f"{indent}#pragma omp parallel for schedule(dynamic, {chunk}) "
+                                   f"if({ext} > 1)")
                     else:
                         # rectangular serial loops right under it join the parallel loop, so a
                         # batch of one (an outer extent of 1) still splits over the threads
