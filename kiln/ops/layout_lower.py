@@ -157,6 +157,16 @@ def lower_blocked_max_pool(ctx):
     return [For(t.name, mul(y.shape[0], Const(Cb * OH)), body, "parallel")]
 
 
+def _plain_at(n, C, ch, S, s):
+    """Flat index of (n, channel ch, pixel s) in NC... with C channels and S pixels."""
+    return add(mul(add(mul(n, C), ch), S), s)
+
+
+def _blocked_at(n, Cb, cb, S, s, v: int, lane):
+    """Flat index of (n, block cb, pixel s, lane) in NC...c with Cb blocks of v lanes."""
+    return add(mul(_plain_at(n, Cb, cb, S, s), Const(v)), lane)
+
+
 def lower_to_blocked(ctx):
     x, y = ctx.inputs[0], ctx.outputs[0]
     v = _const(y.shape[-1], "the block")
@@ -167,8 +177,7 @@ def lower_to_blocked(ctx):
         n, cb, lane = idx[0], idx[1], idx[-1]
         s = Var(ctx.fresh("s"))
         ch = add(mul(cb, Const(v)), lane)
-        src = add(mul(add(mul(n, C), ch), S), s)
-        dst = add(mul(add(mul(add(mul(n, y.shape[1]), cb), S), s), Const(v)), lane)
+        src, dst = _plain_at(n, C, ch, S, s), _blocked_at(n, y.shape[1], cb, S, s, v, lane)
         return [For(s.name, S, [Store(y.buf, dst, select(Bin("<", ch, C, "bool"), x.load(src),
                                                           c(0, y.dtype)))])]
     # (n, block, lane) outside, pixels inside: each lane's reads run along one input channel
@@ -184,8 +193,8 @@ def lower_from_blocked(ctx):
     def body(idx):
         n, ch = idx
         s = Var(ctx.fresh("s"))
-        src = add(mul(add(mul(add(mul(n, x.shape[1]), _div(ch, v)), S), s), Const(v)), _mod(ch, v))
-        return [For(s.name, S, [Store(y.buf, add(mul(add(mul(n, C), ch), S), s), x.load(src))], "vector")]
+        src = _blocked_at(n, x.shape[1], _div(ch, v), S, s, v, _mod(ch, v))
+        return [For(s.name, S, [Store(y.buf, _plain_at(n, C, ch, S, s), x.load(src))], "vector")]
     return ctx.loops([y.shape[0], C], body)
 
 
