@@ -171,7 +171,9 @@ def _reduce_nest(vars_, extents, body, reduction):
 
 
 def _row_passes(ctx, x, axes, kind, out):
-    """max pass, sum-of-exp pass, then the result: softmax, log-softmax or log-sum-exp."""
+    """max pass, sum-of-exp pass, then the result: softmax, log-softmax or log-sum-exp. Softmax
+    stores each exp in the sum pass and scales the row in the last one (x and y are distinct
+    buffers: a kernel's parameters are restrict)."""
     dt = x.dtype
     kept, red, all_vars = split_loops(ctx, x, axes)
     kept_ext = [d for k, d in enumerate(x.shape) if k not in axes]
@@ -187,20 +189,26 @@ def _row_passes(ctx, x, axes, kind, out):
     # a row of -inf (or empty) must not become NaN through inf - inf
     body.append(Assign(m, select(binop("==", mv, c(float("-inf"), dt)), c(0, dt), mv)))
     body.append(Let(s, c(0, dt), dt))
+    if kind == "softmax":
+        # each exp once: stored by the sum pass, scaled in place by the last one
+        y = ctx.outputs[0]
+        yi, e, inv = ctx.index(y, all_vars), ctx.fresh("e"), ctx.fresh("inv")
+        body += _reduce_nest(red, red_ext, [Let(e, call("exp", binop("-", xi, mv)), dt),
+                                            Store(y.buf, yi, Var(e, dt)),
+                                            Assign(s, binop("+", sv, Var(e, dt)))], ("+", s))
+        body.append(Let(inv, binop("/", c(1, dt), sv), dt))
+        body += _reduce_nest(red, red_ext, [Store(y.buf, yi, binop("*", Load(y.buf, yi, dt), Var(inv, dt)))],
+                             None)
+        return nest(kept, kept_ext, body, "parallel")
     body += _reduce_nest(red, red_ext, [Assign(s, binop("+", sv, call("exp", binop("-", xi, mv))))],
                          ("+", s))
     if kind == "logsumexp":
         body.append(Store(out.buf, out_index(x, axes, kept), binop("+", call("log", sv), mv)))
     else:
         y = ctx.outputs[0]
-        if kind == "softmax":
-            inv = ctx.fresh("inv")
-            body.append(Let(inv, binop("/", c(1, dt), sv), dt))
-            val = binop("*", call("exp", binop("-", xi, mv)), Var(inv, dt))
-        else:
-            lse = ctx.fresh("lse")
-            body.append(Let(lse, binop("+", call("log", sv), mv), dt))
-            val = binop("-", xi, Var(lse, dt))
+        lse = ctx.fresh("lse")
+        body.append(Let(lse, binop("+", call("log", sv), mv), dt))
+        val = binop("-", xi, Var(lse, dt))
         body += _reduce_nest(red, red_ext, [Store(y.buf, ctx.index(y, all_vars), val)], None)
     return nest(kept, kept_ext, body, "parallel")
 
