@@ -115,3 +115,25 @@ def test_every_opt_level_matches_the_interpreter(cnn, cnn_module, opt_level, tmp
         assert ops >= {"BlockedConv", "FromBlocked"} and "ToBlocked" not in ops
     else:
         assert "BatchNormalization" in ops
+
+
+def test_returned_outputs_are_never_overwritten_while_held(cnn, tmp_path, monkeypatch):
+    """A run may reuse the array it returned last time only once the caller has dropped it (and
+    every view of it); a held result keeps its values."""
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    m = kiln.compile(cnn, target="cpu")
+    rng = np.random.default_rng(0)
+    x1, x2 = (rng.standard_normal((2, 3, 32, 32)).astype(np.float32) for _ in range(2))
+    (a,) = m.run({"image": x1})
+    kept = a.copy()
+    (b,) = m.run({"image": x2})
+    assert b is not a and np.array_equal(a, kept) and not np.allclose(a, b)
+    view = b[0]
+    del b
+    (c,) = m.run({"image": x1})
+    assert not np.shares_memory(c, view)
+    ident = id(c)
+    del c, view
+    (d,) = m.run({"image": x2})
+    assert id(d) == ident                # dropped: its memory serves the next run
+    np.testing.assert_array_equal(d, m.run({"image": x2})[0])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 import numpy as np
 
@@ -24,6 +25,17 @@ class _Static:
 
     def __init__(self, plan: Plan, arena: np.ndarray, arrays: dict, table):
         self.plan, self.arena, self.arrays, self.table = plan, arena, arrays, table
+        self.outputs: dict = {}          # output value -> the array the last run returned
+
+    def output(self, v) -> np.ndarray:
+        """The array for output v: the last run's when nobody else holds it any more (this dict,
+        the local and getrefcount's argument are its only references), else a new one. A fresh
+        25 MB array (GPT-2's logits) costs thousands of page faults on every run."""
+        a = self.outputs.get(v)
+        if a is None or sys.getrefcount(a) > 3:
+            a = np.empty(self.plan.shapes[v], v.type.dtype.numpy)
+            self.outputs[v] = a
+        return a
 
 
 class NativeModel:
@@ -109,8 +121,7 @@ class NativeModel:
         outs = {}
         for v in g.outputs:
             if v in prog.buffers and v in st.plan.shapes and v.producer is not None:
-                a = np.empty(st.plan.shapes[v], v.type.dtype.numpy)
-                outs[v] = a
+                a = outs[v] = st.output(v)
                 st.table[prog.buffers[v]] = a.ctypes.data
         d = st.plan.dims.ctypes.data
         if not prog.host:
