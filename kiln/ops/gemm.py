@@ -24,6 +24,12 @@ from .nn_window import infer_window_shape
 from .registry import REQUIRED, op
 
 
+def _aligned(size: int, dtype) -> np.ndarray:
+    raw = np.empty(size + 64 // np.dtype(dtype).itemsize, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip:skip + size]
+
+
 def pack_b(b: np.ndarray, nr: int, kc: int) -> np.ndarray:
     """K x N -> the blocked panel layout above; the array starts on a 64-byte boundary (panel rows
     are whole cache lines for the micro-kernel's loads)."""
@@ -31,10 +37,7 @@ def pack_b(b: np.ndarray, nr: int, kc: int) -> np.ndarray:
     p = -(-n // nr)
     padded = np.zeros((k, p * nr), dtype=b.dtype)
     padded[:, :n] = b
-    size = p * k * nr
-    raw = np.empty(size + 64 // b.itemsize, dtype=b.dtype)
-    skip = (-raw.ctypes.data % 64) // b.itemsize
-    out = raw[skip:skip + size]
+    out = _aligned(p * k * nr, b.dtype)
     for pc in range(0, k, kc):
         kcb = min(kc, k - pc)
         blk = padded[pc:pc + kcb].reshape(kcb, p, nr).transpose(1, 0, 2)
@@ -80,37 +83,15 @@ def packed_matmul(A, Bp, C=None, *, k, n, kc, gemm, trans_a, alpha, beta):
 # were packed at compile time into the row panels the micro-kernel reads:
 #     Ap.flat[pc*Mp + p*kcb*mr + k*mr + r] = A[p*mr + r, pc + k]      (rows past M are zero)
 # the A-side twin of pack_b (Mp = ceil(M/mr)*mr), so a run packs only the activations.
-def _aligned(size: int, dtype) -> np.ndarray:
-    raw = np.empty(size + 64 // np.dtype(dtype).itemsize, dtype=dtype)
-    skip = (-raw.ctypes.data % 64) // raw.itemsize
-    return raw[skip:skip + size]
-
-
 def pack_a(a: np.ndarray, mr: int, kc: int) -> np.ndarray:
-    """M x K -> the row-panel layout above, 64-byte aligned, shape (Mp*K/mr, mr)."""
-    m, k = a.shape
-    p = -(-m // mr)
-    padded = np.zeros((p * mr, k), dtype=a.dtype)
-    padded[:m] = a
-    out = _aligned(p * mr * k, a.dtype)
-    for pc in range(0, k, kc):
-        kcb = min(kc, k - pc)
-        blk = padded[:, pc:pc + kcb].reshape(p, mr, kcb).transpose(0, 2, 1)
-        out[pc * p * mr:(pc + kcb) * p * mr] = blk.reshape(-1)
-    return out.reshape(p * k, mr)
+    """M x K -> the row-panel layout above, 64-byte aligned, shape (Mp*K/mr, mr): A's row panels
+    are B's column panels of A transposed."""
+    return pack_b(a.T, mr, kc)
 
 
 def unpack_a(ap: np.ndarray, m: int, k: int, kc: int) -> np.ndarray:
     """The M x K matrix of a packed A (inverse of pack_a)."""
-    mr = ap.shape[-1]
-    p = ap.size // (k * mr)
-    flat = ap.reshape(-1)
-    out = np.empty((p * mr, k), dtype=ap.dtype)
-    for pc in range(0, k, kc):
-        kcb = min(kc, k - pc)
-        blk = flat[pc * p * mr:(pc + kcb) * p * mr].reshape(p, kcb, mr)
-        out[:, pc:pc + kcb] = blk.transpose(0, 2, 1).reshape(p * mr, kcb)
-    return out[:m]
+    return np.ascontiguousarray(unpack_b(ap, m, k, kc).T)
 
 
 def _infer_conv(ctx):
