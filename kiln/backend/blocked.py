@@ -140,29 +140,33 @@ def _chunked(g: ConvRow, nb: int, tiles: list[str]) -> list[str]:
             ["  " + t for t in tiles] + ["}"])
 
 
+def _tile(g: ConvRow, acc, yoff, xshift: str, reduction: list[str]) -> list[str]:
+    """One register tile: accumulators from the bias (or the partial sums in y), the loop over
+    the chunk's input blocks around `reduction` (with xb at the block, shifted by `xshift`, and wb
+    at its weights), then the stores; yoff(b, p) is output vector (b, p)'s offset in y."""
+    return (["{"] + _acc_init(g, acc, yoff) +
+            ["  for (int64_t icb = icc; icb < ice; ++icb) {",
+             f"    const float* restrict xb = x + icb * {g.xs_cb}{xshift};",
+             f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * g.vw};"] +
+            reduction + ["  }"] + _stores(g, acc, yoff) + ["}"])
+
+
 def _conv_tile(g: ConvRow, nb: int, n: int, ow0: int | None, wstride: int) -> list[str]:
     """C lines of one tile of n columns from ow0 (None: the runtime `ow0` of an interior loop)."""
     v = g.vw
     col = "ow0" if ow0 is None else str(ow0)
     valid = (lambda p, kw: True) if ow0 is None else (lambda p, kw: _valid(g, ow0, p, kw))
     acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
-    out = ["{"]
-    out += _acc_init(g, acc, lambda b, p: f"{b * g.y_block} + ({col} + {p}) * {v}")
-    out.append("  for (int64_t icb = icc; icb < ice; ++icb) {")
-    out.append(f"    const float* restrict xb = x + icb * {g.xs_cb} + ({col} * {g.SW} - {g.PW}) * {g.xs_w};")
-    out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
-    out.append("    for (int64_t kh = khlo; kh < khhi; ++kh) {")
-    out.append(f"      const float* restrict xr = xb + (ih0 + kh * {g.DH}) * {g.xs_h};")
-    out.append(f"      const float* restrict wr = wb + kh * {g.KW * g.cb * v};")
+    red = ["    for (int64_t kh = khlo; kh < khhi; ++kh) {",
+           f"      const float* restrict xr = xb + (ih0 + kh * {g.DH}) * {g.xs_h};",
+           f"      const float* restrict wr = wb + kh * {g.KW * g.cb * v};"]
     if nb * g.KW + nb * n + 1 <= g.regs and g.KW > 1:
-        out += _taps_shared(g, nb, n, valid, wstride, acc)
+        red += _taps_shared(g, nb, n, valid, wstride, acc)
     else:
-        out += _taps_by_column(g, nb, n, valid, wstride, acc)
-    out.append("    }")
-    out.append("  }")
-    out += _stores(g, acc, lambda b, p: f"{b * g.y_block} + ({col} + {p}) * {v}")
-    out.append("}")
-    return out
+        red += _taps_by_column(g, nb, n, valid, wstride, acc)
+    red.append("    }")
+    return _tile(g, acc, lambda b, p: f"{b * g.y_block} + ({col} + {p}) * {v}",
+                 f" + ({col} * {g.SW} - {g.PW}) * {g.xs_w}", red)
 
 
 def _channel_loop(g: ConvRow, nb: int, wbase, xs: list, acc, indent: str) -> list[str]:
@@ -225,11 +229,7 @@ def _plane_tile(g: ConvRow, nb: int, n: int, p0: int, wstride: int) -> list[str]
     every tap's offset and validity a constant (small planes: 7x7 in a ResNet's last stage)."""
     v = g.vw
     acc = [[f"a{b}_{p}" for p in range(n)] for b in range(nb)]
-    out = ["{"]
-    out += _acc_init(g, acc, lambda b, p: f"{b * g.y_block + (p0 + p) * v}")
-    out.append("  for (int64_t icb = icc; icb < ice; ++icb) {")
-    out.append(f"    const float* restrict xb = x + icb * {g.xs_cb};")
-    out.append(f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * v};")
+    red = []
     for kh in range(g.KH):
         for kw in range(g.KW):
             offs = {}
@@ -241,11 +241,8 @@ def _plane_tile(g: ConvRow, nb: int, n: int, p0: int, wstride: int) -> list[str]
             if offs:
                 xs = [(f"xb[{off} + c * {g.xs_c}]", p) for p, off in offs.items()]
                 tap = (kh * g.KW + kw) * g.cb * v
-                out += _channel_loop(g, nb, lambda b: f"wb + {b * wstride + tap}", xs, acc, "    ")
-    out.append("  }")
-    out += _stores(g, acc, lambda b, p: f"{b * g.y_block + (p0 + p) * v}")
-    out.append("}")
-    return out
+                red += _channel_loop(g, nb, lambda b: f"wb + {b * wstride + tap}", xs, acc, "    ")
+    return _tile(g, acc, lambda b, p: f"{b * g.y_block + (p0 + p) * v}", "", red)
 
 
 def _dw_tile(g: ConvRow, n: int, ow0: int | None) -> list[str]:
