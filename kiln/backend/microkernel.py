@@ -32,6 +32,7 @@ valid part, so there is no slow path.
 """
 from __future__ import annotations
 
+import functools
 import platform
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
+@functools.lru_cache(maxsize=None)
 def vector_registers() -> int:
     """Vector registers the C compiler may use here (-march=native): 32 with AVX-512VL (ymm16-31
     for 8-wide code too), 32 on AArch64, else 16."""

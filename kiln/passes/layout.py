@@ -170,17 +170,17 @@ def layout(graph: Graph) -> Graph:
     # the NCHW form of a blocked value, for whatever still reads it
     plain_reads = {val for n in nodes if id(n) not in made for val in node_reads(n)}
     plain_reads |= set(graph.outputs)
+    wanted = {id(nv.producer): (old, nv) for old, nv in twin.items()
+              if old in plain_reads and nv.producer.op != "ToBlocked"}
     out: list[Node] = []
     for n in nodes:
         out.append(n)
-        if id(n) not in made or n.op == "ToBlocked":
-            continue
-        for old, nv in twin.items():
-            if nv.producer is n and old in plain_reads:
-                fb = Node("FromBlocked", [nv], [old], {"channels": old.type.shape[1]},
-                          graph.fresh_name(f"{old.name}.from_blocked"))
-                old.producer = fb
-                out.append(fb)
+        if id(n) in wanted:
+            old, nv = wanted[id(n)]
+            fb = Node("FromBlocked", [nv], [old], {"channels": old.type.shape[1]},
+                      graph.fresh_name(f"{old.name}.from_blocked"))
+            old.producer = fb
+            out.append(fb)
     graph.nodes = out
     if dropped:
         live = set(users(graph)) | set(graph.outputs)
