@@ -200,18 +200,24 @@ def _taps_by_column(g: ConvRow, nb: int, n: int, valid, wstride: int, acc) -> li
     return out
 
 
+def _shared_reads(g: ConvRow, n: int, valid) -> tuple[dict, list]:
+    """The (column, kernel column) pairs of a tile row grouped by the input column they read
+    (offset in pixels from the tile's first input column), and the kernel columns used."""
+    reads: dict = {}
+    for p in range(n):
+        for kw in range(g.KW):
+            if valid(p, kw):
+                reads.setdefault(p * g.SW + kw * g.DW, []).append((p, kw))
+    return reads, sorted({kw for pairs in reads.values() for _, kw in pairs})
+
+
 def _taps_shared(g: ConvRow, nb: int, n: int, valid, wstride: int, acc) -> list[str]:
     """The reduction of one kernel row with the weights of every kernel column in registers (when
     they fit beside the accumulators): per channel, each input value is broadcast once and feeds
     every (column, tap) that reads it. A 3x3 stride-1 tile of 12 columns: 6 weight loads and 14
     broadcasts per 72 FMAs, against 42 loads kernel column by kernel column."""
     V, v, out = _vec(g), g.vw, []
-    reads: dict = {}
-    for p in range(n):
-        for kw in range(g.KW):
-            if valid(p, kw):
-                reads.setdefault(p * g.SW + kw * g.DW, []).append((p, kw))
-    taps = sorted({kw for pairs in reads.values() for _, kw in pairs})
+    reads, taps = _shared_reads(g, n, valid)
     out.append(f"      #pragma GCC unroll {min(g.cb, 8)}")
     out.append(f"      for (int64_t c = 0; c < {g.cb}; ++c) {{")
     for kw in taps:
@@ -258,12 +264,7 @@ def _dw_tile(g: ConvRow, n: int, ow0: int | None) -> list[str]:
            f"    const float* restrict wr = w + kh * {g.KW * v};"]
     # each input vector of the row is loaded once and feeds every (column, tap) that reads it
     # (stride 1, 3 taps: n + 2 loads for 3n FMAs instead of 3n)
-    reads: dict = {}
-    for p in range(n):
-        for kw in range(g.KW):
-            if valid(p, kw):
-                reads.setdefault(p * g.SW + kw * g.DW, []).append((p, kw))
-    taps = sorted({kw for pairs in reads.values() for _, kw in pairs})
+    reads, taps = _shared_reads(g, n, valid)
     out += [f"    const {V} w{kw} = *(const {V}*)(wr + {kw * v});" for kw in taps]
     for off in sorted(reads):
         out.append(f"    {{ const {V} xv = *(const {V}*)(xr + {off * v}); " +
