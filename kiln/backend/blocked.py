@@ -61,6 +61,7 @@ class ConvRow:
     ys_b: int = 0         # y's stride between output channel blocks (0: OH*OW*vw)
     plane: bool = False   # one call computes the whole OH x OW plane, not one row
     regs: int = 16        # vector registers of the target (32 with AVX-512VL: bigger tiles)
+    bias: bool = True     # False: sums start at zero, `bias` is not read (Winograd's products)
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -117,7 +118,8 @@ def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
     stored in y in the later ones."""
     V, out = _vec(g), []
     for b, row in enumerate(acc):
-        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});")
+        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});" if g.bias else
+                   f"  const {V} bias{b} = {{0}};")
         out.append("  " + f"{V} " + ", ".join(
             f"{a} = icc ? *(const {V}*)(y + {yoff(b, p)}) : bias{b}" for p, a in enumerate(row)) + ";")
     return out

@@ -1,7 +1,8 @@
 """FLOPs and bytes of one kernel at concrete shapes: the estimates behind GFLOP/s, GB/s and the
 roofline in `kiln profile` and `kiln report`.
 
-- MatMul, Gemm, PackedMatMul, Conv, PackedConv, BlockedConv, ConvTranspose, Attention: 2 FLOPs per multiply-accumulate;
+- MatMul, Gemm, PackedMatMul, Conv, PackedConv, BlockedConv, WinogradMatMul, ConvTranspose, Attention:
+  2 FLOPs per multiply-accumulate (a Winograd convolution: those of its products, not the direct ones);
 - elementwise ops (an op with a `scalar` lowering): one FLOP per output element;
 - data movement (the shape and index families: Reshape, Transpose, Concat, Gather, ...): none;
 - any other op (reductions, normalization, softmax, pooling, ...): one per element of its largest
@@ -72,6 +73,8 @@ def node_flops(node, shapes: dict) -> float | None:
     if node.op == "BlockedConv":          # blocked layout: real channels from attrs, not padded
         cin = 1 if a["depthwise"] else a["c"]
         return 2.0 * outs[0][0] * a["m"] * _numel(a["out_hw"]) * cin * _numel(a["kernel_shape"])
+    if node.op == "WinogradMatMul":      # the transformed products: V [N, A*A, ICb, T, b] times U
+        return 2.0 * _numel(outs[0]) * ins[0][2] * ins[0][4]
     if node.op == "ConvTranspose":
         return 2.0 * _numel(ins[0]) * _numel(ins[1][1:])
     if node.op == "Attention":            # Q K^T, then P V: 2 * (Q elements * kv length) each
