@@ -68,6 +68,7 @@ class Module:
         self._interp = Interpreter()
         self._native = native                   # runtime.native.NativeModel for target "cpu"
         self.compile_info = compile_info or {}
+        self._last_feeds: list | None = None    # (name, Value, dtype, shape) of the last run's feeds
 
     @property
     def inputs(self) -> list[IOSpec]:
@@ -107,12 +108,33 @@ class Module:
                 **self.compile_info}
 
     def run(self, feeds: dict[str, Any]) -> list:
-        bound = bind_inputs(self.graph, feeds, self.name)
+        bound = self._bind_as_last(feeds)
+        same = bound is not None
+        if not same:
+            bound = bind_inputs(self.graph, feeds, self.name)
+            self._last_feeds = [(v.name, v, x.dtype, x.shape) for v, x in bound.items()
+                                if type(x) is np.ndarray]
+            if len(self._last_feeds) != len(bound):
+                self._last_feeds = None
         if self._native is not None:
-            outs = self._native.run(bound)
+            outs = self._native.run(bound, same_shapes=same)
         else:
             outs = self._interp.run(self.graph, bound)
         return [np.asarray(o) if isinstance(o, np.generic) else o for o in outs]
+
+    def _bind_as_last(self, feeds) -> dict | None:
+        """{Value: array} when feeds are arrays of the last run's names, dtypes and shapes (all
+        checked by bind_inputs then: nothing to check again), else None."""
+        last = self._last_feeds
+        if last is None or type(feeds) is not dict or len(feeds) != len(last):
+            return None
+        out = {}
+        for name, v, dt, shape in last:
+            x = feeds.get(name)
+            if type(x) is not np.ndarray or x.dtype != dt or x.shape != shape:
+                return None
+            out[v] = x
+        return out
 
     def __call__(self, *args):
         if len(args) != len(self.graph.inputs):

@@ -4,6 +4,7 @@ import onnx
 import pytest
 
 import kiln
+from kiln.errors import InputError
 from kiln.testing.models import small_cnn
 
 ort = pytest.importorskip("onnxruntime")
@@ -137,3 +138,28 @@ def test_returned_outputs_are_never_overwritten_while_held(cnn, tmp_path, monkey
     (d,) = m.run({"image": x2})
     assert id(d) == ident                # dropped: its memory serves the next run
     np.testing.assert_array_equal(d, m.run({"image": x2})[0])
+
+
+def test_repeated_runs_see_each_runs_inputs(cnn, cnn_module, tmp_path, monkeypatch):
+    """Runs with the last run's input names, dtypes and shapes skip validation and plan lookup,
+    and rewrite a table entry only for a new array: the same array changed in place, a new array,
+    a non-contiguous one, another batch size and a wrong dtype are each seen (or refused) as such."""
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    m = kiln.compile(cnn, target="cpu")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+
+    def check(feed):
+        np.testing.assert_allclose(m.run({"image": feed})[0], cnn_module.run({"image": feed})[0],
+                                   rtol=1e-4, atol=1e-5)
+    check(x)
+    x *= -1.5                                           # same object, new values
+    check(x)
+    check(rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    check(np.asfortranarray(rng.standard_normal((2, 3, 32, 32)).astype(np.float32)))
+    check(rng.standard_normal((3, 3, 32, 32)).astype(np.float32))
+    check(x)
+    with pytest.raises(InputError, match="dtype"):
+        m.run({"image": x.astype(np.float64)})
+    with pytest.raises(InputError, match="missing"):
+        m.run({})

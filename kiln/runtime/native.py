@@ -23,19 +23,37 @@ from .plan import NoStaticPlan, Plan, allocate_outputs, static_plan
 class _Static:
     """A plan for one input signature, with its arena and pointer table ready."""
 
-    def __init__(self, plan: Plan, arena: np.ndarray, arrays: dict, table):
+    def __init__(self, plan: Plan, arena: np.ndarray, arrays: dict, table, program: Program, graph):
         self.plan, self.arena, self.arrays, self.table = plan, arena, arrays, table
         self.outputs: dict = {}          # output value -> the array the last run returned
+        self.fed: dict = {}              # buffer id -> the input array whose address the table holds
+        # the fast path (NativeModel._run_fast): every graph output is a distinct planned buffer
+        # of its own producer, and no node runs on the host
+        self.feed_slots = [(v, program.buffers[v]) for v in graph.inputs if v in program.buffers]
+        self.out_slots = [(v, program.buffers[v]) for v in graph.outputs
+                          if v in program.buffers and v in plan.shapes and v.producer is not None]
+        self.dims = plan.dims.ctypes.data
+        self.fast = (not program.host and len(self.out_slots) == len(graph.outputs) ==
+                     len({v for v, _ in self.out_slots}))
 
-    def output(self, v) -> np.ndarray:
-        """The array for output v: the last run's when nobody else holds it any more (this dict,
-        the local and getrefcount's argument are its only references), else a new one. A fresh
-        25 MB array (GPT-2's logits) costs thousands of page faults on every run."""
+    def output(self, v, bid: int) -> np.ndarray:
+        """The array for output v (buffer bid): the last run's when nobody else holds it any
+        more (this dict, the local and getrefcount's argument are its only references), else a
+        new one, whose address goes into the table. A fresh 25 MB array (GPT-2's logits) costs
+        thousands of page faults on every run."""
         a = self.outputs.get(v)
         if a is None or sys.getrefcount(a) > 3:
             a = np.empty(self.plan.shapes[v], v.type.dtype.numpy)
             self.outputs[v] = a
+            self.table[bid] = a.ctypes.data
         return a
+
+    def feed(self, bid: int, x) -> None:
+        """Point buffer bid at input x (kept alive here until the next one replaces it)."""
+        if x is not self.fed.get(bid):
+            x = contiguous(x)
+            self.fed[bid] = x
+            self.table[bid] = x.ctypes.data
 
 
 class NativeModel:
@@ -63,6 +81,7 @@ class NativeModel:
             self._set_threads(threads)
         self.interp = Interpreter()
         self.plans: dict = {}
+        self._last: _Static | None = None        # the plan of the last run
         self.last_arena_bytes = 0
         self._seg_of = {a: s for s, (a, _) in enumerate(program.segments)}
         self._weights = {c: contiguous(c.data) for c in self.graph.constants
@@ -93,37 +112,52 @@ class NativeModel:
                 table[bid] = arrays[v].ctypes.data
             elif v in self._weights:
                 table[bid] = self._weights[v].ctypes.data
-        return _Static(plan, arena, arrays, table)
+        st = _Static(plan, arena, arrays, table, prog, self.graph)
+        st.fast = st.fast and self.lib is not None
+        return st
 
     # --- running ---------------------------------------------------------------------------
-    def run(self, feeds: dict) -> list:
-        key = tuple((v.name, x.shape) for v, x in feeds.items() if isinstance(x, np.ndarray))
-        st = self.plans.get(key)
-        if st is None and key not in self.plans:
-            try:
-                st = self._make_static(feeds)
-            except NoStaticPlan:
-                st = None
-            self.plans[key] = st
+    def run(self, feeds: dict, same_shapes: bool = False) -> list:
+        """Run on bound feeds ({Value: array}); same_shapes: the caller checked that the feeds
+        have the shapes of the last run, so its plan is reused without looking it up."""
+        st = self._last if same_shapes else None
+        if st is None:
+            key = tuple((v.name, x.shape) for v, x in feeds.items() if isinstance(x, np.ndarray))
+            st = self.plans.get(key)
+            if st is None and key not in self.plans:
+                try:
+                    st = self._make_static(feeds)
+                except NoStaticPlan:
+                    st = None
+                self.plans[key] = st
+            self._last = st
         if st is None:
             return self._run_stepwise(feeds)
+        if st.fast and len(feeds) == len(self.graph.inputs):     # (no fed parameters)
+            return self._run_fast(st, feeds)
         return self._run_static(st, feeds)
+
+    def _run_fast(self, st: _Static, feeds: dict) -> list:
+        """One native call, table entries rewritten only for new input or output arrays."""
+        self.last_arena_bytes = st.plan.arena_bytes
+        for v, bid in st.feed_slots:
+            st.feed(bid, feeds[v])
+        outs = [st.output(v, bid) for v, bid in st.out_slots]
+        if self._run(st.table, st.dims) != 0:
+            raise KilnError("the compiled model refused to run (host ops present)")
+        return outs
 
     def _run_static(self, st: _Static, feeds: dict) -> list:
         g, prog = self.graph, self.program
         self.last_arena_bytes = st.plan.arena_bytes
-        keep = []
         for v, x in feeds.items():
             if v in prog.buffers:
-                x = contiguous(x)
-                keep.append(x)
-                st.table[prog.buffers[v]] = x.ctypes.data
+                st.feed(prog.buffers[v], x)
         outs = {}
         for v in g.outputs:
             if v in prog.buffers and v in st.plan.shapes and v.producer is not None:
-                a = outs[v] = st.output(v)
-                st.table[prog.buffers[v]] = a.ctypes.data
-        d = st.plan.dims.ctypes.data
+                outs[v] = st.output(v, prog.buffers[v])
+        d = st.dims
         if not prog.host:
             if self.lib is not None and self._run(st.table, d) != 0:
                 raise KilnError("the compiled model refused to run (host ops present)")
