@@ -66,6 +66,8 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
+
+
 @functools.lru_cache(maxsize=None)
 def vector_registers() -> int:
     """Vector registers the C compiler may use here (-march=native): 32 with AVX-512VL (ymm16-31
@@ -83,26 +85,28 @@ def vector_registers() -> int:
     return 16
 
 
-def _ukr(cfg: GemmConfig, rows: int, half: bool = False) -> str:
+def _ukr(cfg: GemmConfig, rows: int, half: bool = False, prefetch: bool = False) -> str:
     """The micro-kernel for tiles of `rows` (<= MR) rows: rows x NR accumulators in registers. Short
     tiles keep several sets of accumulators over interleaved k (FMA latency), summed at the end.
     `half`: the left half of the panel only (NV/2 vectors), for a last panel of at most NR/2 valid
-    columns (N = 49 would otherwise spend a quarter of its FMAs on padding)."""
+    columns (N = 49 would otherwise spend a quarter of its FMAs on padding). `prefetch`: each k
+    step also prefetches one row of the panel at `pf` into L2 (the next panel, see tile)."""
     nv, vw, mr = (cfg.nv // 2 if half else cfg.nv), cfg.vw, cfg.mr
     nr = nv * vw
     vt = f"kiln_f32v{vw}"
     sets = max(1, min(4, 15 // ((rows + 1) * nv)))
     lines = [
-        f"static inline __attribute__((always_inline)) void kiln_gemm_ukr{rows}{'h' if half else ''}_{cfg.name}(",
+        f"static inline __attribute__((always_inline)) void kiln_gemm_ukr{rows}{'h' if half else ''}"
+        f"{'p' if prefetch else ''}_{cfg.name}(",
         "    int64_t kc, const float* restrict a, const float* restrict b, int64_t ldb,",
-        "    float* restrict c, int64_t ldc, int64_t nr, int64_t acc) {",
+        "    float* restrict c, int64_t ldc, int64_t nr, int64_t acc" + (", const float* pf) {" if prefetch else ") {"),
     ]
     for s_ in range(sets):
         for r in range(rows):
             lines.append("  " + " ".join(f"{vt} c{r}_{v}_{s_} = {{0}};" for v in range(nv)))
 
     def step(indent, k, s_):
-        out = []
+        out = [f"{indent}__builtin_prefetch(pf + ldb * ({k}), 0, 2);"] if prefetch else []
         for v in range(nv):
             out.append(f"{indent}const {vt} b{v}_{s_} = *(const {vt}*)(b + ldb * ({k}) + {v * vw});")
         for r in range(rows):
@@ -319,6 +323,12 @@ static __attribute__((unused)) void kiln_gemm_tile_{n}(int64_t kc, int64_t a_off
     const float* restrict b, float* restrict c, int64_t ldc, int64_t mr, int64_t nr, int64_t acc) {{
   const float* restrict a = kiln_gemm_scratch_{n}[0] + a_off;
   const int64_t ldb = {cfg.nr};
+  if (a_off == 0 && mr == {cfg.mr} && nr == {cfg.nr}) {{
+    /* the first row tile of a B panel: fetch the next panel (contiguous after this one) while
+       computing, so that the weights stream from memory ahead of their first use */
+    kiln_gemm_ukr{cfg.mr}p_{n}(kc, a, b, ldb, c, ldc, nr, acc, b + kc * ldb);
+    return;
+  }}
 {dispatch}
 }}
 
@@ -366,7 +376,7 @@ def gemm_source(cfg: GemmConfig) -> str:
             "void* aligned_alloc(size_t, size_t);\nvoid free(void*);\nvoid abort(void);\n"
             f"typedef float kiln_f32v{cfg.vw} __attribute__((vector_size({4 * cfg.vw}), aligned(4), "
             "may_alias));\n")
-    ukrs = "\n".join(_ukr(cfg, r) for r in range(cfg.mr, 0, -1))
+    ukrs = "\n".join([_ukr(cfg, cfg.mr, prefetch=True)] + [_ukr(cfg, r) for r in range(cfg.mr, 0, -1)])
     if cfg.nv >= 2:
         ukrs += "\n" + "\n".join(_ukr(cfg, r, half=True) for r in range(cfg.mr, 0, -1))
     return head + ukrs + "\n" + _pack(cfg) + _entries(cfg)
