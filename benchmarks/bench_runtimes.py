@@ -19,7 +19,7 @@ THREADS = 2
 SEQ = 128               # BERT and GPT-2 at every batch
 BUDGET_S = 4.0          # timed runs per (runtime, model, batch), after warm-up ...
 MIN_RUNS = 5            # ... but at least this many (a slow case runs fewer times than a fast one)
-MAX_RUNS = 500
+MAX_RUNS = 20000
 OV_TOLERANCE = 1e-3     # OpenVINO's outputs vs onnxruntime's, checked once (rtol and atol)
 
 

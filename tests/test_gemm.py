@@ -182,6 +182,28 @@ def test_batched_matmul_broadcasting_and_1d_operands():
     run_all(nodes, feeds, consts, refs, ks, opt_levels=(2, 0))
 
 
+def test_weights_past_the_last_level_cache_finish_each_column_panel_over_all_of_k(monkeypatch):
+    """With the cache size set to 0 every packed product with KC < K <= the L2 bound takes the
+    swapped loop order (A packed the whole K deep, kb inside jb): ragged M, N and K, several row
+    blocks, a fused bias + Relu, and symbolic rows."""
+    import kiln.ops.gemm_lower as gl
+    monkeypatch.setattr(gl, "last_level_cache", lambda: 0)
+    nodes, consts, refs, ks, feeds = [], {}, [], [], {}
+    for i, (m, k, n) in enumerate([(7, 300, 33), (151, 513, 40), (128, 768, 100), (3, 880, 17)]):
+        a, w, b = rand(m, k), rand(k, n), rand(n)
+        feeds[f"a{i}"], consts[f"w{i}"], consts[f"b{i}"] = a, w, b
+        nodes += [helper.make_node("MatMul", [f"a{i}", f"w{i}"], [f"t{i}"]),
+                  helper.make_node("Add", [f"t{i}", f"b{i}"], [f"u{i}"]),
+                  helper.make_node("Relu", [f"u{i}"], [f"y{i}"])]
+        refs.append(np.maximum(a.astype(np.float64) @ w + b, 0))
+        ks.append(k)
+    spec_deep = []
+    real = gl._deep
+    monkeypatch.setattr(gl, "_deep", lambda spec, cfg: spec_deep.append(real(spec, cfg)) or spec_deep[-1])
+    run_all(nodes, feeds, consts, refs, ks)
+    assert spec_deep == [True] * 4
+
+
 def gelu(x):
     from math import erf
     return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))

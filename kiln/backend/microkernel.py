@@ -33,6 +33,7 @@ valid part, so there is no slow path.
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from dataclasses import dataclass
 
@@ -66,6 +67,27 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
+
+
+@functools.lru_cache(maxsize=None)
+def last_level_cache() -> int:
+    """Bytes of the last-level cache (Linux sysfs; 32 MiB when it cannot be read)."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    best = 0
+    try:
+        for entry in os.listdir(base):
+            try:
+                with open(os.path.join(base, entry, "size")) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            digits = text.rstrip("KMG")
+            if digits.isdigit():
+                best = max(best, int(digits) * scale)
+    except OSError:
+        pass
+    return best or 32 << 20
 
 
 @functools.lru_cache(maxsize=None)
