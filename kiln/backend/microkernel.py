@@ -21,7 +21,9 @@ Entry points (NAME = f"{mr}x{nr}v{vw}"):
     kiln_gemm_pack_b_NAME(B, rs, cs, kc, nc)              B[k*rs + j*cs] -> scratch B
     kiln_gemm_pack_b_conv_NAME(X, H, W, OW, KH, KW, sh, sw, ph, pw, dh, dw, pc, kc, n0, nc)
                                                           im2col(X) rows/columns -> scratch B
-    kiln_gemm_tile_NAME(kc, a_off, bp, c, ldc, mr, nr, acc)      B panel from a pointer (weights)
+    kiln_gemm_tile_NAME(kc, a_off, bp, c, ldc, mr, nr, acc, first)
+                                                          B panel from a pointer (weights); the
+                                                          first row tile of a panel prefetches the next
     kiln_gemm_tile_s_NAME(kc, a_off, b_off, c, ldc, mr, nr, acc) B panel from scratch B
     kiln_gemm_tile_ps_NAME(kc, a, b_off, c, ldc, mr, nr, acc)    A panel from a pointer (packed
                                                           weights), B panel from scratch B
@@ -342,10 +344,11 @@ def _entries(cfg: GemmConfig) -> str:
 """ + dispatch
     return f"""
 static __attribute__((unused)) void kiln_gemm_tile_{n}(int64_t kc, int64_t a_off,
-    const float* restrict b, float* restrict c, int64_t ldc, int64_t mr, int64_t nr, int64_t acc) {{
+    const float* restrict b, float* restrict c, int64_t ldc, int64_t mr, int64_t nr, int64_t acc,
+    int64_t first) {{
   const float* restrict a = kiln_gemm_scratch_{n}[0] + a_off;
   const int64_t ldb = {cfg.nr};
-  if (a_off == 0 && mr == {cfg.mr} && nr == {cfg.nr}) {{
+  if (first && mr == {cfg.mr} && nr == {cfg.nr}) {{
     /* the first row tile of a B panel: fetch the next panel (contiguous after this one) while
        computing, so that the weights stream from memory ahead of their first use */
     kiln_gemm_ukr{cfg.mr}p_{n}(kc, a, b, ldb, c, ldc, nr, acc, b + kc * ldb);

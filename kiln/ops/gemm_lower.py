@@ -250,7 +250,7 @@ def emit_gemm(ctx: LowerCtx, spec: GemmSpec) -> list:
                  else mul(mul(rb, Const(MR)), kc))
         call = CallC(cfg.fn("tile"), (kc, a_off, Ref(spec.b.buf, panel, "f32"),
                                       Ref(spec.y.buf, y_at, "f32"), N, mr, nr,
-                                      Bin(">", kb, Const(0), "bool")))
+                                      Bin(">", kb, Const(0), "bool"), Bin("==", rb, Const(0), "bool")))
     elif direct:
         call = CallC(cfg.fn("tile_d"), (kc, mul(mul(rb, Const(MR)), kc),
                                         Ref(spec.b.buf, add(bbase, add(mul(pc, spec.rsb), jr)), "f32"),
