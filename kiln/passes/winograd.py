@@ -3,11 +3,14 @@ WinogradInput -> WinogradMatMul -> WinogradOutput, the weights transformed now, 
 Runs after `layout` (it rewrites BlockedConv) and before `fuse` (epilogues fuse onto
 WinogradOutput). Mutates the graph.
 
-Which convolutions, and which m (`choose`): F(4, 3) does 4x fewer multiplications than the direct
-convolution, but its transformed weights are 4x the size of the kernel's (36 points against 9
-taps) and are streamed once per image, and the transforms cost memory traffic of their own. It
-pays where the plane is large enough to reuse the weights over many tiles and there are enough
-channels for the products to dominate the transforms.
+Which convolutions, and which m (`choose`, a cost model): F(m, 3) trades multiplications for
+weights and memory traffic. F(4, 3) does 4x fewer multiplications than the direct convolution, F(2,
+3) 2.25x, but their transformed weights are 36/9 and 16/9 of the kernel's, streamed from memory once
+per run (a network's weights do not stay in cache between runs), and the transformed tiles V and
+M go through the cache between the three ops. Each option is priced as FLOPs at the GEMM's
+sustained rate plus weight bytes at memory bandwidth plus V/M bytes at cache bandwidth; the
+cheapest wins. On ResNet that gives F(4, 3) at 56x56 and 28x28, F(2, 3) at 14x14 and 7x7 (batch 1;
+with more images the FLOPs weigh more and F(4, 3) takes 14x14 too).
 """
 from __future__ import annotations
 
@@ -18,8 +21,21 @@ from .manager import graph_pass
 from .rewrite import users
 
 MIN_CHANNELS = 32            # input and output channels: below this the transforms dominate
-MIN_PLANE_F4 = 14            # output side from which F(4, 3) beats the direct convolution
-MIN_PLANE_F2 = 7             # F(2, 3) below that: 2.25x fewer multiplications, a quarter of F(4, 3)'s weights
+FLOPS = 200e9                # sustained GEMM rate, 2 threads (the cost model's units: seconds)
+MEMORY_BW = 20e9             # bytes/s for weights streamed from memory
+CACHE_BW = 60e9              # bytes/s for V and M through the last-level cache
+DIRECT_EFFICIENCY = 0.85     # the direct kernels' rate against the GEMM's (border taps, shapes)
+
+
+def cost(m: int | None, n: int, c: int, k: int, out_hw) -> float:
+    """Estimated seconds of a 3x3 convolution of n images, c -> k channels, at output size out_hw:
+    direct (m None) or Winograd F(m x m, 3 x 3)."""
+    if m is None:
+        return 2 * n * out_hw[0] * out_hw[1] * 9 * c * k / (FLOPS * DIRECT_EFFICIENCY) + 9 * c * k * 4 / MEMORY_BW
+    th, tw = tiles(out_hw, m)
+    points = (m + 2) ** 2
+    return (2 * n * points * th * tw * c * k / FLOPS + points * c * k * 4 / MEMORY_BW +
+            2 * n * points * th * tw * (c + k) * 4 / CACHE_BW)
 
 
 def choose(node: Node) -> int | None:
@@ -31,12 +47,10 @@ def choose(node: Node) -> int | None:
         return None
     if min(at["m"], at["c"]) < MIN_CHANNELS or not node.inputs[1].is_const:
         return None
-    side = min(at["out_hw"])
-    if side >= MIN_PLANE_F4:
-        return 4
-    if side >= MIN_PLANE_F2:
-        return 2
-    return None
+    batch = node.inputs[0].type.shape[0]
+    n = batch if isinstance(batch, int) else 1
+    c, k = (-(-x // 8) * 8 for x in (at["c"], at["m"]))      # padded to whole channel blocks
+    return min((None, 2, 4), key=lambda m: cost(m, n, c, k, at["out_hw"]))
 
 
 @graph_pass("winograd")
