@@ -113,6 +113,12 @@ def _vec(g: ConvRow) -> str:
     return f"kiln_bv{g.vw}"
 
 
+def vector_typedef(v: int) -> str:
+    """The vector type kiln_bv<v> of the generated functions (defined once per translation unit)."""
+    return (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float kiln_bv{v} __attribute__((vector_size"
+            f"({4 * v}), aligned(4), may_alias));\n#endif")
+
+
 def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
     """Accumulators start at the bias in the first chunk of input blocks, at the partial sums
     stored in y in the later ones."""
@@ -326,7 +332,5 @@ def conv_row(g: ConvRow) -> str:
                 body += ind(_chunked(g, nb, _row(g, lambda n, ow0: _conv_tile(g, nb, n, ow0, wstride), ur)), 2)
             body += ["    break;", "  }"]
         body += ["  }"]
-    vt = (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {_vec(g)} __attribute__((vector_size"
-          f"({4 * v}), aligned(4), may_alias));\n#endif")
-    GENERATED[fn] = "\n".join([vt] + head + [sig] + body + ["}"]) + "\n"
+    GENERATED[fn] = "\n".join([vector_typedef(v)] + head + [sig] + body + ["}"]) + "\n"
     return fn

@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from ..ops.winograd import matrices, tiles
-from .blocked import GENERATED
+from .blocked import GENERATED, vector_typedef
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,25 @@ def _two_sided(mat: np.ndarray, src, dst: str, V: str, indent: str) -> list[str]
     return out
 
 
-def _vector_type(g: WinoGeometry) -> str:
-    v = g.vw
-    return (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {_vec(g)} __attribute__((vector_size"
-            f"({4 * v}), aligned(4), may_alias));\n#endif")
+def _register(g: WinoGeometry, kind: str, source) -> str:
+    """The name of g's `kind` function, its C (`source(name)`) registered once per geometry."""
+    fn = g.name(kind)
+    if fn not in GENERATED:
+        GENERATED[fn] = "\n".join([vector_typedef(g.vw), "#include <string.h>", source(fn)]) + "\n"
+    return fn
 
 
 def input_transform(g: WinoGeometry) -> str:
     """Register the input transform of `g`; its name."""
-    fn = g.name("in")
-    if fn in GENERATED:
-        return fn
+    return _register(g, "in", lambda fn: _input_source(g, fn))
+
+
+def output_transform(g: WinoGeometry) -> str:
+    """Register the output transform of `g`; its name."""
+    return _register(g, "out", lambda fn: _output_source(g, fn))
+
+
+def _input_source(g: WinoGeometry, fn: str) -> str:
     bt, _, _ = matrices(g.m)
     V, v, m, a = _vec(g), g.vw, g.m, g.m + 2
     th_n, tw_n = g.grid
@@ -119,15 +127,10 @@ def input_transform(g: WinoGeometry) -> str:
     lines += _two_sided(bt, lambda k, l: f"d{k}_{l}", "v", V, "    ")
     lines += [f"    *({V}*)(vt + {(i * a + j) * g.xi_stride} + tw * {v}) = v{i}_{j};" for i in range(a) for j in range(a)]
     lines += ["  }", "}"]
-    GENERATED[fn] = "\n".join([_vector_type(g), "#include <string.h>"] + lines) + "\n"
-    return fn
+    return "\n".join(lines)
 
 
-def output_transform(g: WinoGeometry) -> str:
-    """Register the output transform of `g`; its name."""
-    fn = g.name("out")
-    if fn in GENERATED:
-        return fn
+def _output_source(g: WinoGeometry, fn: str) -> str:
     _, _, at = matrices(g.m)
     V, v, m, a = _vec(g), g.vw, g.m, g.m + 2
     th_n, tw_n = g.grid
@@ -157,5 +160,4 @@ def output_transform(g: WinoGeometry) -> str:
     if last:
         lines += ["  {"] + tile(str(full), last) + ["  }"]
     lines.append("}")
-    GENERATED[fn] = "\n".join([_vector_type(g)] + lines) + "\n"
-    return fn
+    return "\n".join(lines)

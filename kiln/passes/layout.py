@@ -28,7 +28,7 @@ from ..ir.types import TensorType
 from ..ops.layout import block_conv_weights
 from ..ops.nn_window import resolve
 from .manager import graph_pass
-from .rewrite import node_reads, users
+from .rewrite import drop_constants, node_reads
 
 # elementwise ops under which the padding lanes (zeros out of ToBlocked and BlockedConv) stay finite
 KEEP_FINITE = {"Relu", "Clip", "Add", "Sub", "Mul", "Max", "Min", "Sum", "Neg", "Abs", "Identity",
@@ -182,9 +182,7 @@ def layout(graph: Graph) -> Graph:
             old.producer = fb
             out.append(fb)
     graph.nodes = out
-    if dropped:
-        live = set(users(graph)) | set(graph.outputs)
-        graph.constants = [c for c in graph.constants if c not in dropped or c in live]
+    drop_constants(graph, dropped)
     return graph
 
 

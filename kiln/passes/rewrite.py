@@ -59,6 +59,14 @@ def used_values(graph: Graph) -> set[Value]:
     return set(users(graph)) | set(graph.outputs)
 
 
+def drop_constants(graph: Graph, replaced: set) -> None:
+    """Remove from graph.constants those of `replaced` (weights a pass re-laid out) that nothing
+    uses any more."""
+    if replaced:
+        live = used_values(graph)
+        graph.constants = [c for c in graph.constants if c not in replaced or c in live]
+
+
 # --- redirecting -----------------------------------------------------------------------------
 class Subst:
     """Pending redirections old -> new, applied while a pass walks nodes in order.

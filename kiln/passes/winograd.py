@@ -18,7 +18,7 @@ from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
 from ..ops.winograd import tiles, transform_weights
 from .manager import graph_pass
-from .rewrite import users
+from .rewrite import drop_constants
 
 MIN_CHANNELS = 32            # input and output channels: below this the transforms dominate
 FLOPS = 200e9                # sustained GEMM rate, 2 threads (the cost model's units: seconds)
@@ -82,7 +82,5 @@ def winograd(graph: Graph) -> Graph:
         out += [first, mul, last]
         dropped.add(w)
     graph.nodes = out
-    if dropped:
-        live = set(users(graph)) | set(graph.outputs)
-        graph.constants = [c for c in graph.constants if c not in dropped or c in live]
+    drop_constants(graph, dropped)
     return graph
