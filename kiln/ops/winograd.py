@@ -16,9 +16,11 @@ becomes three ops:
 - WinogradOutput(M, B) {m, out_hw}: Y blocked [N, OCb, OH, OW, b] = A^T M A + B per tile, cut at
   the plane's edge. Elementwise epilogues (Relu, a residual Add) fuse onto it.
 
-The transforms are the Lavin-Gray ones with interpolation points 0, +-1 (m = 2) and 0, +-1, +-2
-(m = 4); fp32 results differ from a direct convolution by a few ulps of the sums (F(4, 3) about
-2e-6 relative on a 256-channel sum).
+The transforms are Toom-Cook ones with interpolation points 0, +-1 (m = 2) and 0, 1/2, -2, 3/2,
+-3/4 (m = 4: half the fp32 error of Lavin and Gray's 0, +-1, +-2; found by a search over small
+fractions), infinity the last point of both. fp32 results differ from a direct convolution by a
+few ulps of the sums: on a 128-channel sum, RMS 3.5e-7 for F(2, 3) and 1.0e-6 for F(4, 3)
+(kiln/passes/winograd.py chooses F(2, 3) only, for that reason).
 """
 from __future__ import annotations
 
@@ -35,11 +37,14 @@ def matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         g = [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]]
         at = [[1, 1, 1, 0], [0, 1, -1, -1]]
     elif m == 4:
-        bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
-        g = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
-        at = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+        # points 0, 1/2, -2, 3/2, -3/4 (and infinity): half the fp32 error of 0, +-1, +-2
+        bt = [[9 / 8, -15 / 16, -13 / 4, 3 / 4, 1, 0], [0, -9 / 4, -21 / 8, 5 / 4, 1, 0],
+              [0, 9 / 16, -3 / 4, -5 / 4, 1, 0], [0, -3 / 4, 1 / 8, 9 / 4, 1, 0],
+              [0, 3 / 2, -13 / 4, 0, 1, 0], [0, 9 / 8, -15 / 16, -13 / 4, 3 / 4, 1]]
+        g = [[8 / 9, 0, 0], [-16 / 25, -8 / 25, -4 / 25], [8 / 175, -16 / 175, 32 / 175],
+             [16 / 189, 8 / 63, 4 / 21], [-256 / 675, 64 / 225, -16 / 75], [0, 0, 1]]
+        at = [[1, 1, 1, 1, 1, 0], [0, 1 / 2, -2, 3 / 2, -3 / 4, 0], [0, 1 / 4, 4, 9 / 4, 9 / 16, 0],
+              [0, 1 / 8, -8, 27 / 8, -27 / 64, 1]]
     else:
         raise ValueError(f"Winograd F({m}x{m}, 3x3) is not supported (m = 2 or 4)")
     return tuple(np.array(a, np.float64) for a in (bt, g, at))
