@@ -39,13 +39,12 @@ static inline int64_t kiln_threads(void) { return 1; }
 #endif
 /* f32 exp, erf and tanh without libm calls: branch-free, so `omp simd` loops vectorize them */
 typedef union { float f; int32_t i; } kiln_fbits;
-static inline float kiln_expf(float x) {
-  /* exp(x) = 2^n exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), exp(r) by a
-     polynomial; 2^n as two factors so results down to the subnormals stay right */
-  const float hi = 88.72283935546875f, lo = -103.97208404541016f;
-  float xc = x > hi ? hi : (x < lo ? lo : x);
-  float n = (xc * 1.44269502162933349609f + 12582912.0f) - 12582912.0f;
-  float r = xc - n * 0.693145751953125f;
+static inline float kiln_expf_in(float x) {
+  /* exp(x) for x in [-103.97, 88.72] (no checks): exp(x) = 2^n exp(r), n = round(x / ln 2),
+     r = x - n ln 2 (ln 2 in two parts), exp(r) by a polynomial; 2^n as two factors so results
+     down to the subnormals stay right */
+  float n = (x * 1.44269502162933349609f + 12582912.0f) - 12582912.0f;
+  float r = x - n * 0.693145751953125f;
   r = r - n * 1.428606765330187045e-06f;
   float p = 1.9826495554298162e-4f;
   p = p * r + 1.3946021208539605e-3f;
@@ -54,11 +53,15 @@ static inline float kiln_expf(float x) {
   p = p * r + 0.1666666567325592f;
   p = p * r + 0.5f;
   p = p * (r * r) + r + 1.0f;
-  int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
+  int32_t ni = (int32_t)n, n1 = ni >> 1, n2 = ni - n1;
   kiln_fbits s1, s2;
   s1.i = (n1 + 127) << 23;
   s2.i = (n2 + 127) << 23;
-  float y = p * s1.f * s2.f;
+  return p * s1.f * s2.f;
+}
+static inline float kiln_expf(float x) {
+  const float hi = 88.72283935546875f, lo = -103.97208404541016f;
+  float y = kiln_expf_in(x > hi ? hi : (x < lo ? lo : x));
   y = x > hi ? __builtin_inff() : y;
   y = x < lo ? 0.0f : y;
   return x != x ? x : y;
@@ -87,7 +90,7 @@ static inline float kiln_erff(float x) {
   q = q * u + -0.6333292722702026f;
   q = q * u + -1.1295722723007202f;
   q = q * u + 1.924469688674435e-04f;
-  float big = 1.0f - kiln_expf(q);
+  float big = 1.0f - kiln_expf_in(q);                 /* q in [-17.3, -0.6] */
   big = t >= 4.0f ? 1.0f : big;
   big = x < 0 ? -big : big;
   return t < 0.875f ? small : (x != x ? x : big);
@@ -103,7 +106,7 @@ static inline float kiln_tanhf(float x) {
   p = p * s + 0.13333292305469513f;
   p = p * s + -0.3333333134651184f;
   float small = x + x * s * p;
-  float big = 1.0f - 2.0f / (kiln_expf(2.0f * t) + 1.0f);
+  float big = 1.0f - 2.0f / (kiln_expf_in(t < 44.0f ? 2.0f * t : 88.0f) + 1.0f);
   big = x < 0 ? -big : big;
   return x == 0.0f ? x : (t < 0.55f ? small : (x != x ? x : big));
 }
