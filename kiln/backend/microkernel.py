@@ -348,6 +348,8 @@ static __attribute__((unused)) void kiln_gemm_tile_{n}(int64_t kc, int64_t a_off
     int64_t first) {{
   const float* restrict a = kiln_gemm_scratch_{n}[0] + a_off;
   const int64_t ldb = {cfg.nr};
+  if (!acc)             /* C's first pass: the next tile's rows of C, written next, are fetched now */
+    for (int64_t i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc + {cfg.nr}, 1, 3);
   if (first && mr == {cfg.mr} && nr == {cfg.nr}) {{
     /* the first row tile of a B panel: fetch the next panel (contiguous after this one) while
        computing, so that the weights stream from memory ahead of their first use */
