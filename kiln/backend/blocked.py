@@ -62,6 +62,7 @@ class ConvRow:
     plane: bool = False   # one call computes the whole OH x OW plane, not one row
     regs: int = 16        # vector registers of the target (32 with AVX-512VL: bigger tiles)
     bias: bool = True     # False: sums start at zero, `bias` is not read (Winograd's products)
+    prefetch: int = 0     # > 0: prefetch the weights of the output blocks this many blocks on
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -152,10 +153,18 @@ def _tile(g: ConvRow, acc, yoff, xshift: str, reduction: list[str]) -> list[str]
     """One register tile: accumulators from the bias (or the partial sums in y), the loop over
     the chunk's input blocks around `reduction` (with xb at the block, shifted by `xshift`, and wb
     at its weights), then the stores; yoff(b, p) is output vector (b, p)'s offset in y."""
+    per_block = g.KH * g.KW * g.cb * g.vw
+    ahead = []
+    if g.prefetch:
+        # the next call's weights (the same input block of the output blocks `prefetch` on), from
+        # memory into L2 while this one computes: weights used by few pixels are memory-bound
+        wstride = g.icb * per_block
+        ahead = [f"    __builtin_prefetch(wb + {(g.prefetch + b) * wstride + line * 16}, 0, 2);"
+                 for b in range(len(acc)) for line in range(-(-per_block // 16))]
     return (["{"] + _acc_init(g, acc, yoff) +
             ["  for (int64_t icb = icc; icb < ice; ++icb) {",
              f"    const float* restrict xb = x + icb * {g.xs_cb}{xshift};",
-             f"    const float* restrict wb = w + icb * {g.KH * g.KW * g.cb * g.vw};"] +
+             f"    const float* restrict wb = w + icb * {per_block};"] + ahead +
             reduction + ["  }"] + _stores(g, acc, yoff) + ["}"])
 
 

@@ -15,6 +15,7 @@ from ..lower.exprs import c, maximum, select
 from ..lower.loopir import Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul, product, sub
 
 I64 = "i64"
+PREFETCH = True
 PLANE_MAX = 64           # output planes up to this many pixels: one call per plane (all taps constant)
 
 
@@ -65,14 +66,14 @@ def lower_blocked_conv(ctx):
     plane = not depthwise and chunk is None and OH * OW <= PLANE_MAX
     if chunk:
         # a 1x1 stride-1 convolution is one long row: runs of `chunk` pixels, no borders
+        rows = OH * OW // chunk
         g = ConvRow(False, icb, cb, xs_cb=strides[0], xs_h=0, xs_w=v, xs_c=1, H=1, W=chunk, KH=1, KW=1,
                     SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=chunk, vw=v, ys_b=OH * OW * v,
-                    regs=vector_registers())
-        rows = OH * OW // chunk
+                    regs=vector_registers(), prefetch=_ahead(rows))
     else:
-        g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
-                    plane=plane, regs=vector_registers())
         rows = 1 if plane else OH
+        g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
+                    plane=plane, regs=vector_registers(), prefetch=0 if depthwise else _ahead(rows))
     fn = conv_row(g)
     t = Var(ctx.fresh("t"))
     width = g.OW * (OH if plane else 1)             # pixels per call
@@ -109,6 +110,13 @@ def lower_blocked_conv(ctx):
                                      For(q.name, Const(width * v), ctx.epilogue(add(yk, q), idx), "vector")]))
         ctx.epilogue_done = True
     return [For(t.name, mul(N, Const(groups * rows)), body, "parallel")]
+
+
+def _ahead(rows: int) -> int:
+    """ConvRow.prefetch: with one call per (image, pair of output blocks), the next call works on
+    the next pair, whose weights each call prefetches (a small plane uses each weight a few times,
+    so streaming the weights from memory bounds it: ResNet's 7x7 stage)."""
+    return 2 if rows == 1 and PREFETCH else 0
 
 
 def _chunk(pixels: int) -> int | None:
