@@ -2,9 +2,9 @@
 (kiln/ops/winograd.py), generated per geometry; the products in between run on the 1x1 kernels of
 kiln/backend/blocked.py. Both functions handle one row of tiles of one channel block:
 
-    input:   fn(x, V, th)      x: one input block's H x W plane; V: V[n][ib][0][0]
+    input:   fn(x, V, th)      x: one input block's H x W plane; V: V[n][0][ib][0]
         V[xi][th*TW + tw] = (B^T d B)[xi] for each tile tw of tile row th (d: its A x A patch)
-    output:  fn(M, bias, y, th)  M: M[n][ob][0][0]; y: one output block's OH x OW plane
+    output:  fn(M, bias, y, th)  M: M[n][0][ob][0]; y: one output block's OH x OW plane
         y[th*m + i][tw*m + j] = (A^T M A)[i][j] + bias, cut at the plane's edge
 
 The input rows a tile row reads are first copied, with the padding's zeros, into a buffer on the
@@ -32,6 +32,7 @@ class WinoGeometry:
     OW: int
     PT: int           # pads, top and left
     PL: int
+    blocks: int       # channel blocks between two points xi in V (ICb) or M (OCb)
     vw: int = 8
 
     @property
@@ -40,9 +41,8 @@ class WinoGeometry:
 
     @property
     def xi_stride(self) -> int:
-        """Floats between two points of a tile in V or M (kiln/ops/winograd.py: [.., point, tile, lane])."""
         th, tw = self.grid
-        return th * tw * self.vw
+        return self.blocks * th * tw * self.vw
 
     def name(self, kind: str) -> str:
         h = hashlib.sha1(repr((kind, astuple(self))).encode()).hexdigest()[:12]

@@ -7,19 +7,14 @@ of 9 m^2 (F(4, 3): 36 against 144, 4x fewer). Summed over input channels, the pr
 (m+2)^2 independent matrix products, one per point xi of the transformed tile, so the convolution
 becomes three ops:
 
-- WinogradInput(X) {m, pads, out_hw}: X blocked [N, ICb, H, W, b] -> V [N, ICb, A*A, T, b]
+- WinogradInput(X) {m, pads, out_hw}: X blocked [N, ICb, H, W, b] -> V [N, A*A, ICb, T, b]
   (A = m+2, T = TH*TW tiles, TH = ceil(OH/m), TW = ceil(OW/m)): each tile's patch, zeros outside X
   (pads = [top, left] of the convolution), transformed: V = B^T d B per channel.
-- WinogradMatMul(V, U): M [N, OCb, A*A, T, b], M[n, ob, xi, t, o] = sum_{ib, c} V[n, ib, xi, t, c] *
+- WinogradMatMul(V, U): M [N, A*A, OCb, T, b], M[n, xi, ob, t, o] = sum_{ib, c} V[n, xi, ib, t, c] *
   U[xi, ob, ib, c, o]. U = G g G^T is computed at compile time from the blocked weights (`transform_weights`).
   Per xi this is a 1x1 blocked convolution over T "pixels": it runs on the same generated kernels.
 - WinogradOutput(M, B) {m, out_hw}: Y blocked [N, OCb, OH, OW, b] = A^T M A + B per tile, cut at
   the plane's edge. Elementwise epilogues (Relu, a residual Add) fuse onto it.
-
-V and M keep the points of one channel block together ([.., block, point, tile, lane]): the
-transforms write or read a tile's A*A points T*b floats apart. With the points outermost they were
-blocks*T*b floats apart, a multiple of 4 KiB for ResNet's 64 channels at 56x56 (and 512 at 7x7),
-so every point of a tile fell in the same L1 set: the transforms ran 2.5-4x slower there.
 
 The transforms are Toom-Cook ones with interpolation points 0, +-1 (m = 2) and 0, 1/2, -2, 3/2,
 -3/4 (m = 4: half the fp32 error of Lavin and Gray's 0, +-1, +-2; found by a search over small
@@ -70,7 +65,7 @@ def transform_weights(wb: np.ndarray, m: int) -> np.ndarray:
 def _infer_input(ctx):
     s, at = ctx.shape(0), ctx.attrs
     th, tw = tiles(at["out_hw"], at["m"])
-    return [TensorType(ctx.dtype(0), (s[0], s[1], (at["m"] + 2) ** 2, th * tw, s[-1]))]
+    return [TensorType(ctx.dtype(0), (s[0], (at["m"] + 2) ** 2, s[1], th * tw, s[-1]))]
 
 
 @op("WinogradInput", inputs=["X"], attrs=dict(m=REQUIRED, pads=REQUIRED, out_hw=REQUIRED),
@@ -89,24 +84,24 @@ def winograd_input(X, *, m, pads, out_hw):
     idx_h = (np.arange(th) * m)[:, None] + np.arange(a)
     idx_w = (np.arange(tw) * m)[:, None] + np.arange(a)
     d = padded[:, :, idx_h][:, :, :, :, idx_w]                # [N, ICb, TH, A, TW, A, b]
-    v = np.einsum("ik,nctkslb,jl->ncijtsb", bt, d.astype(np.float64), bt)
-    return np.ascontiguousarray(v.reshape(n, icb, a * a, th * tw, b).astype(X.dtype))
+    v = np.einsum("ik,nctkslb,jl->nijctsb", bt, d.astype(np.float64), bt)
+    return np.ascontiguousarray(v.reshape(n, a * a, icb, th * tw, b).astype(X.dtype))
 
 
 def _infer_matmul(ctx):
     v, u = ctx.shape(0), ctx.shape(1)
-    return [TensorType(ctx.dtype(0), (v[0], u[1], v[2], v[3], v[4]))]
+    return [TensorType(ctx.dtype(0), (v[0], v[1], u[1], v[3], v[4]))]
 
 
 @op("WinogradMatMul", inputs=["V", "U"], infer=_infer_matmul, domain="kiln")
 def winograd_matmul(V, U):
-    """M[n, ob, xi, t, o] = sum_{ib, c} V[n, ib, xi, t, c] * U[xi, ob, ib, c, o]."""
-    return np.einsum("nixtc,xjico->njxto", V, U, optimize=True).astype(V.dtype)
+    """M[n, xi, ob, t, o] = sum_{ib, c} V[n, xi, ib, t, c] * U[xi, ob, ib, c, o]."""
+    return np.einsum("nxitc,xjico->nxjto", V, U, optimize=True).astype(V.dtype)
 
 
 def _infer_output(ctx):
     s, at = ctx.shape(0), ctx.attrs
-    return [TensorType(ctx.dtype(0), (s[0], s[1], *at["out_hw"], s[-1]))]
+    return [TensorType(ctx.dtype(0), (s[0], s[2], *at["out_hw"], s[-1]))]
 
 
 @op("WinogradOutput", inputs=["M", "B"], attrs=dict(m=REQUIRED, out_hw=REQUIRED),
@@ -115,9 +110,9 @@ def winograd_output(M, B, *, m, out_hw):
     """The products M -> the blocked output tiles A^T M A + B, cut to OH x OW."""
     _, _, at = matrices(m)
     th, tw = tiles(out_hw, m)
-    n, ocb, _, _, b = M.shape
-    t = M.astype(np.float64).reshape(n, ocb, m + 2, m + 2, th, tw, b)
-    y = np.einsum("ik,ndkltsb,jl->ndtisjb", at, t, at).reshape(n, ocb, th * m, tw * m, b)
+    n, _, ocb, _, b = M.shape
+    t = M.astype(np.float64).reshape(n, m + 2, m + 2, ocb, th, tw, b)
+    y = np.einsum("ik,nkldtsb,jl->ndtisjb", at, t, at).reshape(n, ocb, th * m, tw * m, b)
     y = y[:, :, :out_hw[0], :out_hw[1]] + B.reshape(ocb, b)[None, :, None, None, :]
     return np.ascontiguousarray(y.astype(M.dtype))
 

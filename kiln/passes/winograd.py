@@ -75,8 +75,8 @@ def winograd(graph: Graph) -> Graph:
         th, tw = tiles(at["out_hw"], m)
         a2 = (m + 2) ** 2
         dt = y.type.dtype
-        v = Value(graph.fresh_name(f"{node.name}.wino_in"), TensorType(dt, (n, icb, a2, th * tw, block)))
-        p = Value(graph.fresh_name(f"{node.name}.wino_mul"), TensorType(dt, (n, ocb, a2, th * tw, block)))
+        v = Value(graph.fresh_name(f"{node.name}.wino_in"), TensorType(dt, (n, a2, icb, th * tw, block)))
+        p = Value(graph.fresh_name(f"{node.name}.wino_mul"), TensorType(dt, (n, a2, ocb, th * tw, block)))
         u = graph.add_const(graph.fresh_name(f"{w.name}.wino"), transform_weights(w.data, m))
         first = Node("WinogradInput", [x], [v], dict(m=m, pads=list(at["pads"][:2]), out_hw=list(at["out_hw"])),
                      graph.fresh_name(f"{node.name}.wino_in"))
