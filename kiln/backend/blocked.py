@@ -62,7 +62,7 @@ class ConvRow:
     plane: bool = False   # one call computes the whole OH x OW plane, not one row
     regs: int = 16        # vector registers of the target (32 with AVX-512VL: bigger tiles)
     bias: bool = True     # False: sums start at zero, `bias` is not read (Winograd's products)
-    prefetch: int = 0     # > 0: prefetch the weights of the output blocks this many blocks on
+    prefetch: bool = False  # each call prefetches the next call's weights (the next output blocks)
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -156,10 +156,10 @@ def _tile(g: ConvRow, acc, yoff, xshift: str, reduction: list[str]) -> list[str]
     per_block = g.KH * g.KW * g.cb * g.vw
     ahead = []
     if g.prefetch:
-        # the next call's weights (the same input block of the output blocks `prefetch` on), from
+        # the next call's weights (the same input block of the next group of output blocks), from
         # memory into L2 while this one computes: weights used by few pixels are memory-bound
-        wstride = g.icb * per_block
-        ahead = [f"    __builtin_prefetch(wb + {(g.prefetch + b) * wstride + line * 16}, 0, 2);"
+        wstride, nxt = g.icb * per_block, g.shapes[0][0]
+        ahead = [f"    __builtin_prefetch(wb + {(nxt + b) * wstride + line * 16}, 0, 2);"
                  for b in range(len(acc)) for line in range(-(-per_block // 16))]
     return (["{"] + _acc_init(g, acc, yoff) +
             ["  for (int64_t icb = icc; icb < ice; ++icb) {",

@@ -69,8 +69,6 @@ def host_config() -> GemmConfig:
     return GemmConfig(vw=8, mr=6, nv=2)          # AVX2 + FMA: 12 accumulators of 16 registers
 
 
-
-
 @functools.lru_cache(maxsize=None)
 def last_level_cache() -> int:
     """Bytes of the last-level cache (Linux sysfs; 32 MiB when it cannot be read)."""

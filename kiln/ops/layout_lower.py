@@ -15,7 +15,6 @@ from ..lower.exprs import c, maximum, select
 from ..lower.loopir import Bin, CallC, Const, For, If, Let, Load, Ref, Store, Var, add, mul, product, sub
 
 I64 = "i64"
-PREFETCH = True
 PLANE_MAX = 64           # output planes up to this many pixels: one call per plane (all taps constant)
 
 
@@ -73,7 +72,7 @@ def lower_blocked_conv(ctx):
     else:
         rows = 1 if plane else OH
         g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
-                    plane=plane, regs=vector_registers(), prefetch=0 if depthwise else _ahead(rows))
+                    plane=plane, regs=vector_registers(), prefetch=not depthwise and _ahead(rows))
     fn = conv_row(g)
     t = Var(ctx.fresh("t"))
     width = g.OW * (OH if plane else 1)             # pixels per call
@@ -112,11 +111,11 @@ def lower_blocked_conv(ctx):
     return [For(t.name, mul(N, Const(groups * rows)), body, "parallel")]
 
 
-def _ahead(rows: int) -> int:
+def _ahead(rows: int) -> bool:
     """ConvRow.prefetch: with one call per (image, pair of output blocks), the next call works on
     the next pair, whose weights each call prefetches (a small plane uses each weight a few times,
     so streaming the weights from memory bounds it: ResNet's 7x7 stage)."""
-    return 2 if rows == 1 and PREFETCH else 0
+    return rows == 1
 
 
 def _chunk(pixels: int) -> int | None:

@@ -18,7 +18,6 @@ from .layout_lower import _chunk, _const, _div, _f32, _mod
 from .winograd import tiles
 
 I64 = "i64"
-PREFETCH = True
 
 
 def _run(t: int) -> int:
@@ -52,7 +51,7 @@ def lower_winograd_matmul(ctx):
     run = _run(T)
     g = ConvRow(False, icb, v, xs_cb=T * v, xs_h=0, xs_w=v, xs_c=1, H=1, W=run, KH=1, KW=1, SH=1, SW=1,
                 PH=0, PW=0, DH=1, DW=1, OH=1, OW=run, vw=v, ys_b=T * v, regs=vector_registers(), bias=False,
-                prefetch=PREFETCH and 2)
+                prefetch=True)
     fn = conv_row(g)
     NB = g.shapes[0][0]
     groups, runs = -(-ocb // NB), T // run
