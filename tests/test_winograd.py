@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 import kiln
 from kiln.ops import REGISTRY
 from kiln.ops.layout import block_conv_weights, from_blocked, to_blocked
-from kiln.ops.winograd import matrices, transform_weights, winograd_input, winograd_matmul, winograd_output
+from kiln.ops.winograd import matrices, padded_slab, tiles, transform_weights, winograd_input, winograd_matmul, winograd_output
 
 RNG = np.random.default_rng(0)
 pytestmark = pytest.mark.filterwarnings("ignore::kiln.compiler.HostOpWarning")
@@ -42,17 +42,32 @@ GEOMETRIES = [(16, 24, 9, 11, [1, 1, 1, 1], 4), (8, 8, 14, 14, [1, 1, 1, 1], 2),
               (16, 8, 7, 7, [0, 0, 0, 0], 4), (8, 16, 6, 5, [1, 0, 2, 1], 4), (12, 20, 5, 9, [2, 2, 0, 1], 2)]
 
 
+@pytest.mark.parametrize("padded", [False, True])
 @pytest.mark.parametrize("c, m_out, h, w, pads, m", GEOMETRIES)
-def test_the_three_ops_compute_the_convolution(c, m_out, h, w, pads, m):
+def test_the_three_ops_compute_the_convolution(c, m_out, h, w, pads, m, padded):
     x, wt, b = rand(2, c, h, w), rand(m_out, c, 3, 3), rand(m_out)
     ref = conv_ref(x, wt, b, pads)
     out_hw = list(ref.shape[2:])
     bias = np.zeros(-(-m_out // 8) * 8, np.float32)
     bias[:m_out] = b
-    v = winograd_input.reference(to_blocked(x, 8), m=m, pads=pads[:2], out_hw=out_hw)
-    prod = winograd_matmul.reference(v, transform_weights(block_conv_weights(wt, 8, False, False), m))
+    th, tw = tiles(out_hw, m)
+    # padded: V and M with extra blocks and tiles after the real ones (what the pass does)
+    vslab, mslab = ([-(-ch // 8) + 1, th * tw + 3] if padded else None for ch in (c, m_out))
+    v = winograd_input.reference(to_blocked(x, 8), m=m, pads=pads[:2], out_hw=out_hw, slab=vslab)
+    prod = winograd_matmul.reference(v, transform_weights(block_conv_weights(wt, 8, False, False), m),
+                                     tiles=th * tw, slab=mslab)
     y = winograd_output.reference(prod, bias, m=m, out_hw=out_hw)
     np.testing.assert_allclose(from_blocked(y, m_out), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("blocks, t", [(8, 784), (16, 196), (32, 49), (64, 16), (12, 784), (7, 100)])
+def test_padded_slab_puts_a_tiles_points_in_distinct_l1_sets(blocks, t):
+    """ResNet's 64 channels x 56x56 has a 4 KiB multiple between a tile's points unpadded."""
+    for points in (16, 36):
+        b, tp = padded_slab(blocks, t, points)
+        assert blocks <= b <= blocks + 2 and t <= tp <= t + 16
+        stride = b * tp * 8 * 4
+        assert len({x * stride % 4096 // 64 for x in range(points)}) == points
 
 
 def f32(name, shape):

@@ -32,17 +32,12 @@ class WinoGeometry:
     OW: int
     PT: int           # pads, top and left
     PL: int
-    blocks: int       # channel blocks between two points xi in V (ICb) or M (OCb)
+    xi_stride: int    # floats between two points xi in V or M: a point's (padded) slab
     vw: int = 8
 
     @property
     def grid(self) -> tuple[int, int]:
         return tiles((self.OH, self.OW), self.m)
-
-    @property
-    def xi_stride(self) -> int:
-        th, tw = self.grid
-        return self.blocks * th * tw * self.vw
 
     def name(self, kind: str) -> str:
         h = hashlib.sha1(repr((kind, astuple(self))).encode()).hexdigest()[:12]

@@ -30,14 +30,15 @@ def lower_winograd_input(ctx):
     x, vv = ctx.inputs[0], ctx.outputs[0]
     at = ctx.attrs
     icb, H, W, v = (_const(d, "input channel blocks and plane") for d in x.shape[1:])
+    blocks, T = (_const(d, "the transformed tiles' slab") for d in vv.shape[2:4])
     m = at["m"]
-    g = WinoGeometry(m, H, W, *at["out_hw"], *at["pads"], blocks=icb, vw=v)
+    g = WinoGeometry(m, H, W, *at["out_hw"], *at["pads"], xi_stride=blocks * T * v, vw=v)
     th_n, tw_n = g.grid
     fn = input_transform(g)
     t = Var(ctx.fresh("t"))
     plane = _div(t, th_n)                                   # n*ICb + ib
     n, ib = _div(plane, icb), _mod(plane, icb)
-    voff = mul(add(mul(n, Const((m + 2) ** 2 * icb)), ib), Const(th_n * tw_n * v))
+    voff = mul(add(mul(n, Const((m + 2) ** 2 * blocks)), ib), Const(T * v))
     call = CallC(fn, (Ref(x.buf, mul(plane, Const(H * W * v)), "f32"), Ref(vv.buf, voff, "f32"),
                       _mod(t, th_n)))
     return [For(t.name, mul(x.shape[0], Const(icb * th_n)), [call], "parallel")]
@@ -46,11 +47,13 @@ def lower_winograd_input(ctx):
 def lower_winograd_matmul(ctx):
     _f32(ctx)
     vv, u, mm = ctx.inputs[0], ctx.inputs[1], ctx.outputs[0]
-    a2, icb, T, v = (_const(d, "Winograd tile sizes") for d in vv.shape[1:])
-    ocb = _const(mm.shape[2], "output channel blocks")
+    a2, vblocks, vt, v = (_const(d, "Winograd tile sizes") for d in vv.shape[1:])
+    mblocks, mt = (_const(d, "Winograd tile sizes") for d in mm.shape[2:4])
+    ocb, icb = (_const(d, "channel blocks") for d in u.shape[1:3])
+    T = ctx.attrs.get("tiles") or vt                        # the real tiles; the slabs may have more
     run = _run(T)
-    g = ConvRow(False, icb, v, xs_cb=T * v, xs_h=0, xs_w=v, xs_c=1, H=1, W=run, KH=1, KW=1, SH=1, SW=1,
-                PH=0, PW=0, DH=1, DW=1, OH=1, OW=run, vw=v, ys_b=T * v, regs=vector_registers(), bias=False,
+    g = ConvRow(False, icb, v, xs_cb=vt * v, xs_h=0, xs_w=v, xs_c=1, H=1, W=run, KH=1, KW=1, SH=1, SW=1,
+                PH=0, PW=0, DH=1, DW=1, OH=1, OW=run, vw=v, ys_b=mt * v, regs=vector_registers(), bias=False,
                 prefetch=True)
     fn = conv_row(g)
     NB = g.shapes[0][0]
@@ -60,9 +63,9 @@ def lower_winograd_matmul(ctx):
     nx = _div(t, groups * runs)                             # n*A2 + xi
     ob = mul(_mod(_div(t, runs), groups), Const(NB))
     p0 = mul(r, Const(run * v))
-    xoff = add(mul(nx, Const(icb * T * v)), p0)
+    xoff = add(mul(nx, Const(vblocks * vt * v)), p0)
     woff = mul(add(mul(_mod(nx, a2), Const(ocb)), ob), Const(icb * v * v))
-    yoff = add(mul(add(mul(nx, Const(ocb)), ob), Const(T * v)), p0)
+    yoff = add(mul(add(mul(nx, Const(mblocks)), ob), Const(mt * v)), p0)
     nb = Bin("min", Const(NB), sub(Const(ocb), ob), I64)
     wref = Ref(u.buf, woff, "f32")
     call = CallC(fn, (Ref(vv.buf, xoff, "f32"), wref, wref, Ref(mm.buf, yoff, "f32"), Const(0), nb))
@@ -75,14 +78,15 @@ def lower_winograd_output(ctx):
     at = ctx.attrs
     m = at["m"]
     OH, OW = at["out_hw"]
-    ocb, v = _const(mm.shape[2], "output channel blocks"), _const(mm.shape[-1], "the block")
-    g = WinoGeometry(m, 0, 0, OH, OW, 0, 0, blocks=ocb, vw=v)
+    ocb, v = _const(y.shape[1], "output channel blocks"), _const(mm.shape[-1], "the block")
+    blocks, T = (_const(d, "the products' slab") for d in mm.shape[2:4])
+    g = WinoGeometry(m, 0, 0, OH, OW, 0, 0, xi_stride=blocks * T * v, vw=v)
     th_n, tw_n = g.grid
     fn = output_transform(g)
     t = Var(ctx.fresh("t"))
     plane = _div(t, th_n)                                   # n*OCb + ob
     n, ob, th = _div(plane, ocb), _mod(plane, ocb), _mod(t, th_n)
-    moff = mul(add(mul(n, Const((m + 2) ** 2 * ocb)), ob), Const(th_n * tw_n * v))
+    moff = mul(add(mul(n, Const((m + 2) ** 2 * blocks)), ob), Const(T * v))
     ybase = add(mul(plane, Const(OH * OW * v)), mul(th, Const(m * OW * v)))
     body = [CallC(fn, (Ref(mm.buf, moff, "f32"), Ref(b.buf, mul(ob, Const(v)), "f32"),
                        Ref(y.buf, mul(plane, Const(OH * OW * v)), "f32"), th))]

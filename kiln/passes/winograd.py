@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..ir.graph import Graph, Node, Value
 from ..ir.types import TensorType
-from ..ops.winograd import tiles, transform_weights
+from ..ops.winograd import padded_slab, tiles, transform_weights
 from .manager import graph_pass
 from .rewrite import drop_constants
 
@@ -75,12 +75,14 @@ def winograd(graph: Graph) -> Graph:
         th, tw = tiles(at["out_hw"], m)
         a2 = (m + 2) ** 2
         dt = y.type.dtype
-        v = Value(graph.fresh_name(f"{node.name}.wino_in"), TensorType(dt, (n, a2, icb, th * tw, block)))
-        p = Value(graph.fresh_name(f"{node.name}.wino_mul"), TensorType(dt, (n, a2, ocb, th * tw, block)))
+        vslab, mslab = (list(padded_slab(blocks, th * tw, a2, block)) for blocks in (icb, ocb))
+        v = Value(graph.fresh_name(f"{node.name}.wino_in"), TensorType(dt, (n, a2, *vslab, block)))
+        p = Value(graph.fresh_name(f"{node.name}.wino_mul"), TensorType(dt, (n, a2, *mslab, block)))
         u = graph.add_const(graph.fresh_name(f"{w.name}.wino"), transform_weights(w.data, m))
-        first = Node("WinogradInput", [x], [v], dict(m=m, pads=list(at["pads"][:2]), out_hw=list(at["out_hw"])),
-                     graph.fresh_name(f"{node.name}.wino_in"))
-        mul = Node("WinogradMatMul", [v, u], [p], {}, graph.fresh_name(f"{node.name}.wino_mul"))
+        first = Node("WinogradInput", [x], [v], dict(m=m, pads=list(at["pads"][:2]), out_hw=list(at["out_hw"]),
+                                                     slab=vslab), graph.fresh_name(f"{node.name}.wino_in"))
+        mul = Node("WinogradMatMul", [v, u], [p], dict(tiles=th * tw, slab=mslab),
+                   graph.fresh_name(f"{node.name}.wino_mul"))
         last = Node("WinogradOutput", [p, b], [y], dict(m=m, out_hw=list(at["out_hw"])), node.name)
         v.producer, p.producer, y.producer = first, mul, last
         out += [first, mul, last]

@@ -73,8 +73,8 @@ def node_flops(node, shapes: dict) -> float | None:
     if node.op == "BlockedConv":          # blocked layout: real channels from attrs, not padded
         cin = 1 if a["depthwise"] else a["c"]
         return 2.0 * outs[0][0] * a["m"] * _numel(a["out_hw"]) * cin * _numel(a["kernel_shape"])
-    if node.op == "WinogradMatMul":      # the transformed products: V [N, A*A, ICb, T, b] times U
-        return 2.0 * _numel(outs[0]) * ins[0][2] * ins[0][4]
+    if node.op == "WinogradMatMul":      # the products: V [N, A*A, ICb', T', b] times U [A*A, OCb, ICb, b, b]
+        return 2.0 * ins[0][0] * (node.attrs.get("tiles") or ins[0][3]) * _numel(ins[1])
     if node.op == "ConvTranspose":
         return 2.0 * _numel(ins[0]) * _numel(ins[1][1:])
     if node.op == "Attention":            # Q K^T, then P V: 2 * (Q elements * kv length) each
