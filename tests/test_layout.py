@@ -72,6 +72,30 @@ def test_conv_chain_goes_blocked_with_one_reorder_per_boundary_value():
         }''')
 
 
+def test_strided_1x1_convs_read_one_shared_subsampling_slice():
+    """A strided 1x1 conv without padding runs as a Slice of every 2nd pixel and a stride-1 conv
+    (the long-row 1x1 kernel); two such convs of one input share the Slice; results unchanged."""
+    text = '''
+        graph g(%x: f32[N,8,7,7]) {
+          %w1: f32[16,8,1,1] = const @w1
+          %w2: f32[8,8,1,1] = const @w2
+          %a: f32[N,16,4,4] = Conv(%x, %w1) {strides=[2, 2]}
+          %b: f32[N,8,4,4] = Conv(%x, %w2) {strides=[2, 2]}
+          return %a, %b
+        }'''
+    w = {"w1": rand(16, 8, 1, 1), "w2": rand(8, 8, 1, 1)}
+    from kiln.passes import PASSES
+    from kiln.runtime.interpreter import Interpreter
+    after = PASSES["layout"](kiln.parse_ir(ir(text), w))
+    ops = [n.op for n in after.nodes]
+    assert ops.count("Slice") == 1 and ops.count("BlockedConv") == 2
+    assert all(n.attrs["strides"] == [1, 1] for n in after.nodes if n.op == "BlockedConv")
+    before = kiln.parse_ir(ir(text), w)
+    x = rand(2, 8, 7, 7)
+    for got, ref in zip(Interpreter().run(after, {after.inputs[0]: x}), Interpreter().run(before, {before.inputs[0]: x})):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_layout_keeps_the_interpreters_results():
     w = chain_weights()
     before = kiln.parse_ir(ir(CHAIN), w)
