@@ -32,6 +32,8 @@ from dataclasses import astuple, dataclass
 
 # generated function name -> its C source; kiln/backend/microkernel.py: support_code emits them
 GENERATED: dict[str, str] = {}
+# generated function name -> the generated functions its C calls (emitted before it)
+DEPENDS: dict[str, tuple] = {}
 L1_WEIGHT_BYTES = 20 << 10     # the weights of one chunk of input blocks (most of a 32 KiB L1)
 
 

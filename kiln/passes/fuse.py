@@ -21,7 +21,7 @@ from .manager import graph_pass
 EPILOGUE_ANCHORS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "MaxPool", "AveragePool",
                     "GlobalAveragePool", "BatchNormalization", "LayerNormalization",
                     "InstanceNormalization", "Softmax", "ReduceMean", "ReduceSum", "BlockedConv",
-                    "BlockedMaxPool", "WinogradOutput"}
+                    "BlockedMaxPool", "WinogradOutput", "PointwiseDepthwise"}
 
 
 def _shape(v: Value):

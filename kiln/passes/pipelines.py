@@ -4,10 +4,10 @@ from __future__ import annotations
 PIPELINES: dict[int, list[str]] = {
     0: [],
     1: ["simplify", "fold-constants", "dce"],
-    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "winograd", "fuse",
-        "pack-weights"],
-    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "winograd", "fuse",
-        "pack-weights"],
+    2: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "winograd",
+        "pointwise-depthwise", "fuse", "pack-weights"],
+    3: ["simplify", "fold-constants", "cse", "fold-batchnorm", "dce", "layout", "winograd",
+        "pointwise-depthwise", "fuse", "pack-weights"],
 }
 
 
