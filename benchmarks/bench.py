@@ -5,10 +5,11 @@ OpenVINO, PyTorch eager and torch.compile (Inductor), at 2 threads and each batc
 Each (runtime, model, batch) runs in its own process (benchmarks/bench_runtimes.py), so thread
 pools and caches do not interfere, and a crash or a timeout there only marks that cell. Latency:
 warm-up, then timed runs for about --budget seconds; we report the median and the spread (10th-90th
-percentile). Results go to benchmarks/RESULTS.md (one set of tables per batch, see
+percentile). The whole sweep runs --rounds times (2), interleaved, and each cell keeps its round
+with the lowest median (all rounds' medians are in the JSON). Results go to benchmarks/RESULTS.md (one set of tables per batch, see
 benchmarks/bench_report.py) and RESULTS.json beside it.
 
-    python -m benchmarks.bench [--models mlp,resnet18] [--batch 1,8] [--runtimes kiln,onnxruntime,openvino]
+    python -m benchmarks.bench [--models mlp,resnet18] [--batch 1,8] [--runtimes kiln,onnxruntime,openvino] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ HERE = Path(__file__).resolve().parent
 RUNTIMES = tuple(RUNNERS)
 MODELS = "mlp,resnet18,resnet50,mobilenetv2,bert,gpt2"
 TIMEOUT_S = 300           # per (runtime, model, batch): torch.compile of ResNet-50 takes ~45 s
+# Passes over every cell. These machines are shared: another tenant's work only ever adds time, in
+# bursts of seconds to minutes, so each cell keeps the round with the lowest median, and the rounds
+# are interleaved (every runtime measured again after the others) rather than run back to back.
+ROUNDS = 2
 RESULT_MARK = "BENCH-RESULT "
 
 
@@ -71,6 +76,16 @@ def parse_cell(status: int | None, out: str, err: str, timeout_s: float) -> dict
     res = json.loads(marked[-1][len(RESULT_MARK):])
     res.update(summarize(res.pop("times")))
     return res
+
+
+def best_round(old: dict | None, new: dict) -> dict:
+    """The cell kept over rounds: the round with the lowest median (a failed round only when no
+    round succeeded), with every round's median in "round_medians" (None for a failed round)."""
+    medians = (old or {}).get("round_medians", []) + [new.get("median_ms")]
+    keep = new
+    if old is not None and "median_ms" in old and ("median_ms" not in new or old["median_ms"] <= new["median_ms"]):
+        keep = old
+    return dict(keep, round_medians=medians)
 
 
 def run_one(runtime: str, model: str, batch: int, timeout_s: float = TIMEOUT_S,
@@ -125,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", default="1,8", help="comma-separated batch sizes (default 1,8)")
     ap.add_argument("--budget", type=float, default=BUDGET_S,
                     help=f"seconds of timed runs per cell after warm-up (default {BUDGET_S:g})")
+    ap.add_argument("--rounds", type=int, default=ROUNDS,
+                    help=f"passes over the cells, interleaved; each cell keeps its fastest round (default {ROUNDS})")
     ap.add_argument("--timeout", type=float, default=TIMEOUT_S,
                     help=f"seconds before a cell is killed and marked (default {TIMEOUT_S})")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"), help="markdown file; the JSON goes beside it")
@@ -137,19 +154,22 @@ def main(argv=None) -> int:
     batches = [int(b) for b in a.batch.split(",")]
     run = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_summary(),
            "threads": THREADS, "batches": batches, "seq": SEQ, "budget_s": a.budget, "min_runs": MIN_RUNS,
+           "rounds": a.rounds,
            "cores": os.cpu_count(), "load_avg": os.getloadavg()[0], "results": {}}
     start = time.perf_counter()
+    models = a.models.split(",")
     for batch in batches:
-        results = run["results"][str(batch)] = {}
-        for model in a.models.split(","):
-            results[model] = {}
-            for rt in a.runtimes.split(","):
-                print(f"batch {batch:<3} {model:12} {rt:19}", end=" ", flush=True)
-                t = time.perf_counter()
-                r = results[model][rt] = run_one(rt, model, batch, a.timeout, a.budget)
-                took = f"[{time.perf_counter() - t:.0f} s]"
-                print(f"{r['median_ms']:10.2f} ms {took}" if "median_ms" in r else f"{r['error']} {took}", flush=True)
-                save(run, Path(a.out))               # after every cell: an interrupted run keeps what it has
+        results = run["results"][str(batch)] = {model: {} for model in models}
+        for rnd in range(a.rounds):
+            for model in models:
+                for rt in a.runtimes.split(","):
+                    print(f"batch {batch:<3} {model:12} {rt:19} round {rnd + 1}", end=" ", flush=True)
+                    t = time.perf_counter()
+                    r = run_one(rt, model, batch, a.timeout, a.budget)
+                    results[model][rt] = best_round(results[model].get(rt), r)
+                    took = f"[{time.perf_counter() - t:.0f} s]"
+                    print(f"{r['median_ms']:10.2f} ms {took}" if "median_ms" in r else f"{r['error']} {took}", flush=True)
+                    save(run, Path(a.out))           # after every cell: an interrupted run keeps what it has
     text = save(run, Path(a.out))
     print(f"\n{time.perf_counter() - start:.0f} s in all\n\n{text}")
     return 0

@@ -69,6 +69,13 @@ def load_line(load: float | None, cores: int) -> list[str]:
     return [f"- Load average (1 min) at the start: {load:.2f} on {cores} cores{note}"]
 
 
+def rounds_line(rounds: int) -> list[str]:
+    if rounds <= 1:
+        return []
+    return [f"- Rounds: the whole sweep ran {rounds} times, interleaved; each cell is its round with the "
+            "lowest median (another tenant's load only adds time; every round's median is in the JSON)"]
+
+
 def header(run: dict) -> list[str]:
     versions = ", ".join(f"{VERSION_NAMES[rt]} {v}" for rt, v in run["versions"].items())
     batches = " and ".join(str(b) for b in run["batches"])
@@ -80,7 +87,8 @@ def header(run: dict) -> list[str]:
         *load_line(run.get("load_avg"), run.get("cores", run["threads"])),
         f"- Versions: {versions}",
         f"- Timing: warm-up, then timed runs for about {run['budget_s']:g} s (at least {run['min_runs']}); "
-        f"median and 10th–90th percentile in ms. BERT and GPT-2 at sequence length {run['seq']}", "",
+        f"median and 10th–90th percentile in ms. BERT and GPT-2 at sequence length {run['seq']}",
+        *rounds_line(run.get("rounds", 1)), "",
         "kiln (opt 2): the ONNX model compiled at opt_level 2; kiln opt 0: at opt_level 0; onnxruntime: "
         "CPU execution provider; OpenVINO: CPU plugin, LATENCY hint, f32 inference precision, the same "
         "ONNX file; torch eager; torch.compile: Inductor; kiln (torch.export): the PyTorch module "

@@ -69,6 +69,16 @@ def test_a_timeout_kills_the_worker_and_its_children():
     assert bench.parse_cell(-11, "", "", 1.0) == {"error": "killed by signal 11"}
 
 
+def test_each_cell_keeps_its_fastest_round():
+    ok = lambda m: {"median_ms": m, "p10_ms": m, "p90_ms": m, "runs": 5}
+    cell = bench.best_round(None, {"error": "boom"})
+    cell = bench.best_round(cell, ok(3.0))
+    cell = bench.best_round(cell, ok(2.0))
+    cell = bench.best_round(cell, ok(2.5))
+    assert cell["median_ms"] == 2.0 and cell["round_medians"] == [None, 3.0, 2.0, 2.5]
+    assert bench.best_round(ok(1.0), {"error": "boom"})["median_ms"] == 1.0
+
+
 def test_both_batches_in_one_run_and_a_failing_runtime_marks_only_its_cell(tmp_path):
     out = tmp_path / "RESULTS.md"
     bench.main(["--models", "mlp", "--batch", "1,2", "--runtimes", "onnxruntime,no-such-runtime",
@@ -80,6 +90,7 @@ def test_both_batches_in_one_run_and_a_failing_runtime_marks_only_its_cell(tmp_p
         ort = cells["onnxruntime"]
         assert ort["runs"] >= 5 and 0 < ort["p10_ms"] <= ort["median_ms"] <= ort["p90_ms"]
         assert "unknown runtime 'no-such-runtime'" in cells["no-such-runtime"]["error"]
+        assert len(ort["round_medians"]) == run["rounds"] == bench.ROUNDS
     assert run["versions"]["onnxruntime"]
     text = out.read_text()
     assert "## Batch 1" in text and "## Batch 2" in text
