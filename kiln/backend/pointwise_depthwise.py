@@ -26,35 +26,24 @@ BUFFER_BYTES = 96 << 10       # the band of expanded rows, all nb blocks: well i
 
 @dataclass(frozen=True)
 class PwDwGeometry:
-    icb: int          # input channel blocks of the 1x1 conv
-    H: int            # the plane (the 1x1 conv keeps it)
-    W: int
-    KH: int           # the depthwise window
-    KW: int
-    SH: int
-    SW: int
-    PH: int
-    PW: int
-    DH: int
-    DW: int
-    OH: int
-    OW: int
+    icb: int          # input channel blocks of the 1x1 conv (it keeps dw's H x W plane)
+    dw: ConvRow       # the depthwise conv, over the expanded plane
     lo: float         # the clamp
     hi: float
-    vw: int = 8
-    regs: int = 16
     nb: int = 2       # channel blocks per call (at most)
 
     @property
     def band(self) -> int:
         """Output rows per band: their expanded rows, for nb blocks, fit BUFFER_BYTES."""
-        row = self.nb * self.W * self.vw * 4
-        fit = BUFFER_BYTES // row - (self.KH - 1) * self.DH - 1
-        return max(1, min(self.OH, fit // self.SH + 1))
+        d = self.dw
+        row = self.nb * d.W * d.vw * 4
+        fit = BUFFER_BYTES // row - (d.KH - 1) * d.DH - 1
+        return max(1, min(d.OH, fit // d.SH + 1))
 
     @property
     def rows(self) -> int:
-        return (self.band - 1) * self.SH + (self.KH - 1) * self.DH + 1
+        d = self.dw
+        return (self.band - 1) * d.SH + (d.KH - 1) * d.DH + 1
 
     def name(self) -> str:
         h = hashlib.sha1(repr((astuple(self), self.band)).encode()).hexdigest()[:12]
@@ -66,27 +55,27 @@ def pointwise_depthwise(g: PwDwGeometry) -> str:
     fn = g.name()
     if fn in GENERATED:
         return fn
-    v, rows = g.vw, g.rows
-    plane = g.W * v                                 # floats in one expanded row of one block
-    pw = conv_row(ConvRow(False, g.icb, v, xs_cb=g.H * g.W * v, xs_h=0, xs_w=v, xs_c=1, H=1, W=g.W,
-                          KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=g.W, vw=v,
-                          ys_b=rows * plane, regs=g.regs))
-    dw = conv_row(ConvRow(True, 1, v, g.H * plane, plane, v, 1, g.H, g.W, g.KH, g.KW, g.SH, g.SW,
-                          g.PH, g.PW, g.DH, g.DW, g.OH, g.OW, v, regs=g.regs))
+    d, rows = g.dw, g.rows
+    v = d.vw
+    plane = d.W * v                                 # floats in one expanded row of one block
+    pw = conv_row(ConvRow(False, g.icb, v, xs_cb=d.H * d.W * v, xs_h=0, xs_w=v, xs_c=1, H=1, W=d.W,
+                          KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=d.W, vw=v,
+                          ys_b=rows * plane, regs=d.regs))
+    dw = conv_row(d)
     src = f"""{vector_typedef(v)}
 #include <string.h>
 /* PointwiseDepthwise (kiln/backend/pointwise_depthwise.py): 1x1 conv of {g.icb} input blocks over
-   {g.H}x{g.W}, clamp [{g.lo!r}, {g.hi!r}], depthwise {g.KH}x{g.KW} stride {g.SH}x{g.SW} -> {g.OH}x{g.OW};
+   {d.H}x{d.W}, clamp [{g.lo!r}, {g.hi!r}], depthwise {d.KH}x{d.KW} stride {d.SH}x{d.SW} -> {d.OH}x{d.OW};
    bands of {g.band} output rows, {rows} expanded rows in the buffer */
 static void {fn}(const float* restrict x, const float* restrict w1, const float* restrict b1,
     const float* restrict w2, const float* restrict b2, float* restrict y, int64_t nb) {{
   float buf[{g.nb * rows * plane}] __attribute__((aligned(64)));
   int64_t have0 = 0, have1 = 0;                 /* expanded rows in buf: [have0, have1) */
-  for (int64_t oh0 = 0; oh0 < {g.OH}; oh0 += {g.band}) {{
-    const int64_t oh1 = oh0 + {g.band} < {g.OH} ? oh0 + {g.band} : {g.OH};
-    int64_t ih0 = oh0 * {g.SH} - {g.PH}, ih1 = (oh1 - 1) * {g.SH} - {g.PH} + {(g.KH - 1) * g.DH + 1};
+  for (int64_t oh0 = 0; oh0 < {d.OH}; oh0 += {g.band}) {{
+    const int64_t oh1 = oh0 + {g.band} < {d.OH} ? oh0 + {g.band} : {d.OH};
+    int64_t ih0 = oh0 * {d.SH} - {d.PH}, ih1 = (oh1 - 1) * {d.SH} - {d.PH} + {(d.KH - 1) * d.DH + 1};
     if (ih0 < 0) ih0 = 0;
-    if (ih1 > {g.H}) ih1 = {g.H};
+    if (ih1 > {d.H}) ih1 = {d.H};
     int64_t kept = have1 > ih0 ? have1 - ih0 : 0;
     if (kept > 0 && ih0 > have0)
       for (int64_t b = 0; b < nb; ++b)
@@ -108,8 +97,8 @@ static void {fn}(const float* restrict x, const float* restrict w1, const float*
     have1 = ih1;
     for (int64_t b = 0; b < nb; ++b)
       for (int64_t oh = oh0; oh < oh1; ++oh)
-        {dw}(buf + b * {rows * plane} - ih0 * {plane}, w2 + b * {g.KH * g.KW * v}, b2 + b * {v},
-             y + b * {g.OH * g.OW * v} + oh * {g.OW * v}, oh);
+        {dw}(buf + b * {rows * plane} - ih0 * {plane}, w2 + b * {d.KH * d.KW * v}, b2 + b * {v},
+             y + b * {d.OH * d.OW * v} + oh * {d.OW * v}, oh);
   }}
 }}
 """

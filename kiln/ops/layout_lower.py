@@ -99,16 +99,22 @@ def lower_blocked_conv(ctx):
         call = CallC(fn, (Ref(x.buf, xoff, "f32"), Ref(w.buf, mul(ob, Const(wstride)), "f32"),
                           Ref(b.buf, mul(ob, Const(v)), "f32"), Ref(y.buf, ybase, "f32"),
                           Const(0) if chunk else r, nb))
-    body = [call]
-    if ctx.epilogue is not None:
-        # the fused chain on the finished pixels (nb blocks of `width` pixels x v channels)
-        k, q, yk = Var(ctx.fresh("k")), Var(ctx.fresh("q")), Var(ctx.fresh("yk"))
-        pix = add(p0, _div(q, v))
-        idx = [n, add(ob, k), _div(pix, OW), _mod(pix, OW), _mod(q, v)]
-        body.append(For(k.name, nb, [Let(yk.name, add(ybase, mul(k, Const(OH * OW * v))), I64),
-                                     For(q.name, Const(width * v), ctx.epilogue(add(yk, q), idx), "vector")]))
-        ctx.epilogue_done = True
+    body = [call] + block_epilogue(ctx, n, ob, nb, ybase, p0, width, (OH, OW), v)
     return [For(t.name, mul(N, Const(groups * rows)), body, "parallel")]
+
+
+def block_epilogue(ctx, n, ob, nb, ybase, p0, width: int, out_hw, v: int) -> list:
+    """The fused chain (if any) on pixels p0.. p0+width of output blocks ob.. ob+nb of image n, just
+    finished by a blocked kernel (ybase: the flat index of block ob's pixel p0)."""
+    if ctx.epilogue is None:
+        return []
+    OH, OW = out_hw
+    k, q, yk = Var(ctx.fresh("k")), Var(ctx.fresh("q")), Var(ctx.fresh("yk"))
+    pix = add(p0, _div(q, v))
+    idx = [n, add(ob, k), _div(pix, OW), _mod(pix, OW), _mod(q, v)]
+    ctx.epilogue_done = True
+    return [For(k.name, nb, [Let(yk.name, add(ybase, mul(k, Const(OH * OW * v))), I64),
+                             For(q.name, Const(width * v), ctx.epilogue(add(yk, q), idx), "vector")])]
 
 
 def _ahead(rows: int) -> bool:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .infer import TensorType
 from . import layout
+from .infer import TensorType
 from .registry import REQUIRED, op
 
 
@@ -36,10 +36,10 @@ def pointwise_depthwise(X, W1, B1, W2, B2, *, c, m, clip, kernel_shape, strides,
     """The 1x1 conv, the clamp and the depthwise conv, each by its BlockedConv reference."""
     h, w = X.shape[2:4]
     e = layout.blocked_conv.reference(X, W1, B1, kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0],
-                               dilations=[1, 1], out_hw=[h, w], m=m, c=c, depthwise=0, plain=0)
+                                      dilations=[1, 1], out_hw=[h, w], m=m, c=c, depthwise=0, plain=0)
     e = np.clip(e, np.float32(clip[0]), np.float32(clip[1]))
     return layout.blocked_conv.reference(e, W2, B2, kernel_shape=kernel_shape, strides=strides, pads=pads,
-                                  dilations=dilations, out_hw=out_hw, m=m, c=m, depthwise=1, plain=0)
+                                         dilations=dilations, out_hw=out_hw, m=m, c=m, depthwise=1, plain=0)
 
 
 OPS = [pointwise_depthwise]

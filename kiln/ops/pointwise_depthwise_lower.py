@@ -4,11 +4,12 @@ group of two channel blocks); each iteration calls the function generated for th
 """
 from __future__ import annotations
 
+from ..backend.blocked import ConvRow
 from ..backend.microkernel import host_config, vector_registers
 from ..backend.pointwise_depthwise import PwDwGeometry, pointwise_depthwise
 from ..lower.context import NotLowerable
-from ..lower.loopir import Bin, CallC, Const, For, Let, Ref, Var, add, mul, sub
-from .layout_lower import _const, _div, _f32, _mod
+from ..lower.loopir import Bin, CallC, Const, For, Ref, Var, add, mul, sub
+from .layout_lower import _const, _div, _f32, _mod, block_epilogue
 
 I64 = "i64"
 NB = 2            # channel blocks per call: the 1x1 row kernel's register tile
@@ -26,9 +27,10 @@ def lower_pointwise_depthwise(ctx):
     OCb = _const(y.shape[1], "output channels")
     KH, KW = at["kernel_shape"]
     OH, OW = at["out_hw"]
-    g = PwDwGeometry(icb, H, W, KH, KW, *at["strides"], *at["pads"][:2], *at["dilations"], OH, OW,
-                     float(at["clip"][0]), float(at["clip"][1]), vw=v, regs=vector_registers(), nb=NB)
-    fn = pointwise_depthwise(g)
+    # the depthwise conv as lower_blocked_conv would run it, row by row over the expanded plane
+    dw = ConvRow(True, OCb, v, H * W * v, W * v, v, 1, H, W, KH, KW, *at["strides"], *at["pads"][:2],
+                 *at["dilations"], OH, OW, v, regs=vector_registers())
+    fn = pointwise_depthwise(PwDwGeometry(icb, dw, float(at["clip"][0]), float(at["clip"][1]), nb=NB))
     groups = -(-OCb // NB)
     t = Var(ctx.fresh("t"))
     n, ob = _div(t, groups), mul(_mod(t, groups), Const(NB))
@@ -38,16 +40,9 @@ def lower_pointwise_depthwise(ctx):
                        Ref(w1.buf, mul(ob, Const(icb * v * v)), "f32"), Ref(b1.buf, mul(ob, Const(v)), "f32"),
                        Ref(w2.buf, mul(ob, Const(KH * KW * v)), "f32"), Ref(b2.buf, mul(ob, Const(v)), "f32"),
                        Ref(y.buf, ybase, "f32"), nb))]
-    if ctx.epilogue is not None:
-        # the fused chain on the group's finished output planes (nb blocks of OH x OW pixels)
-        k, q, yk = Var(ctx.fresh("k")), Var(ctx.fresh("q")), Var(ctx.fresh("yk"))
-        pix = _div(q, v)
-        idx = [n, add(ob, k), _div(pix, OW), _mod(pix, OW), _mod(q, v)]
-        body.append(For(k.name, nb, [Let(yk.name, add(ybase, mul(k, Const(OH * OW * v))), I64),
-                                     For(q.name, Const(OH * OW * v), ctx.epilogue(add(yk, q), idx), "vector")]))
-        ctx.epilogue_done = True
+    # the fused chain on the group's finished output planes (nb blocks of OH x OW pixels)
+    body += block_epilogue(ctx, n, ob, nb, ybase, Const(0), OH * OW, (OH, OW), v)
     return [For(t.name, mul(y.shape[0], Const(groups)), body, "parallel")]
-
 
 LOWER = {"PointwiseDepthwise": lower_pointwise_depthwise}
 

@@ -59,7 +59,7 @@ def pointwise_depthwise(graph: Graph) -> Graph:
     replace: dict[int, Node] = {}          # id(depthwise conv) -> the fused node
     gone: set[int] = set()
     for node in graph.nodes:
-        if not _pointwise(node) or id(node) in gone:
+        if not _pointwise(node):
             continue
         act = only_reader(node.outputs[0])
         if act is None or act.inputs[0] is not node.outputs[0] or (clip := _bounds(act)) is None:
