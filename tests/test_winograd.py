@@ -113,12 +113,10 @@ def check_against_interpreter(model, convs, n):
 
 
 @pytest.mark.parametrize("n", [1, 3])
-def test_compiled_winograd_convolutions_match_the_reference(n, monkeypatch):
+def test_compiled_winograd_convolutions_match_the_reference(n):
     """Each conv + bias + Relu becomes WinogradInput, WinogradMatMul and a WinogradOutput with the
-    Relu fused, natively; the result matches the direct convolution within a few ulps of the sums.
-    F(4, 3), not chosen by default, is allowed here so that its kernels stay tested."""
-    import kiln.passes.winograd
-    monkeypatch.setattr(kiln.passes.winograd, "TILE_SIZES", (2, 4))
+    Relu fused, natively; the result matches the direct convolution within a few ulps of the sums
+    (the 384-channel products sum in several chunks of input blocks)."""
     mod = check_against_interpreter(model_of(TAKEN), TAKEN, n)
     ops = kernels(mod)
     assert {nd.attrs["m"] for nd in mod.graph.nodes if nd.op == "WinogradInput"} == {2, 4}
@@ -146,3 +144,38 @@ def test_convolutions_the_pass_leaves_direct():
 def test_disable_keeps_the_direct_kernels():
     mod = kiln.compile(model_of(TAKEN[:1]), target="cpu", opt_level=2, disable=["winograd"])
     assert "WinogradInput" not in kernels(mod) and "BlockedConv" in kernels(mod)
+
+
+def chain(convs: int, c: int, hw: int):
+    """x -> (Conv 3x3 c -> c, Relu) x convs -> y."""
+    nodes, inits = [], []
+    for k in range(convs):
+        inits += [numpy_helper.from_array(rand(c, c, 3, 3, scale=(9 * c) ** -0.5), f"w{k}"),
+                  numpy_helper.from_array(rand(c), f"b{k}")]
+        nodes += [helper.make_node("Conv", [f"y{k}" if k else "x", f"w{k}", f"b{k}"], [f"t{k}"], pads=[1] * 4),
+                  helper.make_node("Relu", [f"t{k}"], [f"y{k + 1}"])]
+    g = helper.make_graph(nodes, "chain", [f32("x", [1, c, hw, hw])], [f32(f"y{convs}", None)],
+                          initializer=inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_layers_after_counts_the_mixing_layers_on_the_longest_path():
+    from kiln.frontend.onnx_import import import_onnx
+    from kiln.passes.winograd import layers_after
+    g = import_onnx(chain(3, 8, 4))
+    after = layers_after(g)
+    assert [after[n] for n in g.nodes if n.op == "Conv"] == [2, 1, 0]
+    assert [after[n] for n in g.nodes if n.op == "Relu"] == [2, 1, 0]
+
+
+def test_f4_only_where_few_layers_follow(monkeypatch):
+    """F(4, 3)'s larger rounding error is allowed only where at most F4_MAX_LAYERS_AFTER mixing
+    layers follow: the first convolutions of a chain stay F(2, 3), the last ones take F(4, 3)."""
+    import kiln.passes.winograd
+    monkeypatch.setattr(kiln.passes.winograd, "F4_MAX_LAYERS_AFTER", 1)
+    model = chain(4, 64, 28)
+    mod = kiln.compile(model, target="cpu", opt_level=2, native_only=True)
+    assert [nd.attrs["m"] for nd in mod.graph.nodes if nd.op == "WinogradInput"] == [2, 2, 4, 4]
+    ref = kiln.compile(model, target="interpret", opt_level=0)
+    x = {"x": rand(1, 64, 28, 28)}
+    np.testing.assert_allclose(mod.run(x)[0], ref.run(x)[0], rtol=1e-4, atol=1e-4)

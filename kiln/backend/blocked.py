@@ -65,6 +65,9 @@ class ConvRow:
     regs: int = 16        # vector registers of the target (32 with AVX-512VL: bigger tiles)
     bias: bool = True     # False: sums start at zero, `bias` is not read (Winograd's products)
     prefetch: bool = False  # each call prefetches the next call's weights (the next output blocks)
+    sum_blocks: int = 0   # >0: at most this many input blocks per pass, each pass's sum from zero
+                          # then added to y (pairwise-like: less rounding); 0: passes as L1
+                          # allows, each continuing the running sum stored in y
 
     @property
     def shapes(self) -> list[tuple[int, int]]:
@@ -127,10 +130,16 @@ def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
     stored in y in the later ones."""
     V, out = _vec(g), []
     for b, row in enumerate(acc):
-        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});" if g.bias else
-                   f"  const {V} bias{b} = {{0}};")
-        out.append("  " + f"{V} " + ", ".join(
-            f"{a} = icc ? *(const {V}*)(y + {yoff(b, p)}) : bias{b}" for p, a in enumerate(row)) + ";")
+        if g.bias and g.sum_blocks:
+            out.append(f"  {V} bias{b} = {{0}}; if (!icc) bias{b} = *(const {V}*)(bias + {b * g.vw});")
+        else:
+            out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});" if g.bias else
+                       f"  const {V} bias{b} = {{0}};")
+        if g.sum_blocks:        # each chunk's sum starts at zero; _stores adds it to y
+            out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in row) + ";")
+        else:
+            out.append("  " + f"{V} " + ", ".join(
+                f"{a} = icc ? *(const {V}*)(y + {yoff(b, p)}) : bias{b}" for p, a in enumerate(row)) + ";")
     return out
 
 
@@ -139,7 +148,8 @@ def chunk_blocks(g: ConvRow, nb: int) -> int:
     the input rows, so every tile of the row reuses them from L1 instead of streaming all the
     weights from L2 once per tile."""
     per_block = g.KH * g.KW * g.cb * g.vw * nb * 4
-    return max(1, min(g.icb, L1_WEIGHT_BYTES // per_block))
+    most = min(g.icb, L1_WEIGHT_BYTES // per_block)
+    return max(1, min(most, g.sum_blocks) if g.sum_blocks else most)
 
 
 def _chunked(g: ConvRow, nb: int, tiles: list[str]) -> list[str]:
@@ -205,6 +215,10 @@ def _channel_loop(g: ConvRow, nb: int, wbase, xs: list, acc, indent: str) -> lis
 
 def _stores(g: ConvRow, acc, yoff) -> list[str]:
     V = _vec(g)
+    if g.sum_blocks:
+        later = [f"    *({V}*)(y + {yoff(b, p)}) += {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
+        first = [f"    *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
+        return ["  if (icc) {"] + later + ["  } else {"] + first + ["  }"]
     return [f"  *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
 
 

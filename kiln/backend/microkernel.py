@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 from dataclasses import dataclass
 
 
@@ -407,15 +408,16 @@ def gemm_source(cfg: GemmConfig) -> str:
     return head + ukrs + "\n" + _pack(cfg) + _entries(cfg)
 
 
-def _configs() -> dict:
-    out = {}
-    for cfg in (host_config(), GemmConfig(8, 6, 2), GemmConfig(16, 6, 2), GemmConfig(4, 6, 4)):
-        for what in ("pack_a", "pack_b", "pack_b_conv", "tile", "tile_s", "tile_ps", "tile_d"):
-            out[cfg.fn(what)] = cfg
-    return out
+_FN = re.compile(r"kiln_gemm_(pack_a|pack_b|pack_b_conv|tile|tile_s|tile_ps|tile_d)_(\d+)x(\d+)v(\d+)")
 
 
-_FN_CONFIG = _configs()
+def _config_of(fn: str) -> GemmConfig | None:
+    """The configuration a GEMM support function's name encodes (GemmConfig.fn), or None."""
+    m = _FN.fullmatch(fn)
+    if m is None:
+        return None
+    mr, nr, vw = int(m.group(2)), int(m.group(3)), int(m.group(4))
+    return GemmConfig(vw=vw, mr=mr, nv=nr // vw) if nr % vw == 0 else None
 
 
 def _with_dependencies(fns, depends: dict) -> list:
@@ -446,7 +448,7 @@ def support_code(fns) -> str:
         if f == depthwise.FN:
             parts.append(depthwise.source(host_config().vw))
             continue
-        cfg = _FN_CONFIG.get(f)
+        cfg = _config_of(f)
         if cfg is None:
             raise KeyError(f"no C support code provides {f!r}")
         if cfg not in cfgs:

@@ -26,8 +26,9 @@ read or written by the native kernels (the references fill them with zeros).
 The transforms are Toom-Cook ones with interpolation points 0, +-1 (m = 2) and 0, 1/2, -2, 3/2,
 -3/4 (m = 4: half the fp32 error of Lavin and Gray's 0, +-1, +-2; found by a search over small
 fractions), infinity the last point of both. fp32 results differ from a direct convolution by a
-few ulps of the sums: on a 128-channel sum, RMS 3.5e-7 for F(2, 3) and 1.0e-6 for F(4, 3)
-(kiln/passes/winograd.py chooses F(2, 3) only, for that reason).
+few ulps of the sums: on a 128-channel sum, RMS 3.5e-7 for F(2, 3) and 1.0e-6 for F(4, 3) summed
+in one running sum, about half that in the chunks WinogradMatMul's kernels use (winograd_lower.py);
+kiln/passes/winograd.py keeps F(4, 3) to the layers few others follow, for that reason.
 """
 from __future__ import annotations
 

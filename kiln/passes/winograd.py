@@ -9,7 +9,8 @@ weights and memory traffic. F(2, 3) does 2.25x fewer multiplications than the di
 memory once per run (a network's weights do not stay in cache between runs), and the transformed
 tiles V and M go through the cache between the three ops. Each option is priced as FLOPs at the
 GEMM's sustained rate plus weight bytes at memory bandwidth plus V/M bytes at cache bandwidth; the
-cheapest of direct and the allowed tile sizes (TILE_SIZES, below) wins.
+cheapest of direct and the allowed tile sizes (TILE_SIZES, below; F(4, 3) only from
+F4_MIN_CHANNELS input channels, for its rounding error) wins.
 """
 from __future__ import annotations
 
@@ -19,11 +20,15 @@ from ..ops.winograd import padded_slab, tiles, transform_weights
 from .manager import graph_pass
 from .rewrite import drop_constants
 
-# F(4, 3) is implemented (and tested) but not chosen: its fp32 error, about 3x F(2, 3)'s even with
-# the better interpolation points, grows through a deep network: ResNet-50 with F(4, 3) at 56x56 and
-# 28x28 missed onnxruntime's results by more than rtol 1e-3 / atol 1e-4 at batch 8 (max |diff|
-# 1.4e-4 on logits up to 5.4, against 1.1e-4 with F(2, 3) only), and ResNet-18 was 11% faster with it.
-TILE_SIZES = (2,)
+# F(4, 3)'s fp32 error is about twice F(2, 3)'s per convolution (kiln/ops/winograd.py; the products
+# sum in chunks of input blocks, WinogradMatMul's SUM_BLOCKS, without which it is 3x), and what a
+# layer rounds passes through every later layer. ResNet-50 with F(4, 3) in its first stage (41-47
+# mixing layers after it) missed onnxruntime's rtol 1e-3 / atol 1e-4 at batch 8 (logits up to 5.4);
+# ResNet-18's first two stages (9-16 after) take it 20x inside that tolerance, 13% faster.
+TILE_SIZES = (2, 4)
+F4_MAX_LAYERS_AFTER = 24     # F(4, 3) only where at most this many mixing layers follow (layers_after)
+MIXING = {"BlockedConv", "Conv", "ConvTranspose", "MatMul", "Gemm", "PackedMatMul", "PointwiseDepthwise",
+          "WinogradMatMul"}
 MIN_CHANNELS = 32            # input and output channels: below this the transforms dominate
 FLOPS = 200e9                # sustained GEMM rate, 2 threads (the cost model's units: seconds)
 MEMORY_BW = 20e9             # bytes/s for weights streamed from memory
@@ -42,8 +47,20 @@ def cost(m: int | None, n: int, c: int, k: int, out_hw) -> float:
             2 * n * points * th * tw * (c + k) * 4 / CACHE_BW)
 
 
-def choose(node: Node) -> int | None:
-    """The tile size m for a BlockedConv, or None to keep it direct."""
+def layers_after(graph: Graph) -> dict[Node, int]:
+    """For each node, the most channel-mixing layers (convolutions, matrix products) on any path
+    from its output to the graph's outputs: how many layers its rounding error passes through."""
+    users = graph.users()
+    after: dict[Node, int] = {}
+    for node in reversed(graph.nodes):
+        after[node] = max((after.get(u, 0) + (u.op in MIXING) for o in node.outputs if o is not None
+                           for u in users.get(o, ())), default=0)
+    return after
+
+
+def choose(node: Node, after: int = 0) -> int | None:
+    """The tile size m for a BlockedConv with `after` mixing layers after it, or None to keep it
+    direct."""
     at = node.attrs
     if at["depthwise"] or at["plain"] or tuple(at["kernel_shape"]) != (3, 3):
         return None
@@ -54,7 +71,8 @@ def choose(node: Node) -> int | None:
     batch = node.inputs[0].type.shape[0]
     n = batch if isinstance(batch, int) else 1
     c, k = (-(-x // 8) * 8 for x in (at["c"], at["m"]))      # padded to whole channel blocks
-    return min((None, *TILE_SIZES), key=lambda m: cost(m, n, c, k, at["out_hw"]))
+    sizes = [m for m in TILE_SIZES if m != 4 or after <= F4_MAX_LAYERS_AFTER]
+    return min((None, *sizes), key=lambda m: cost(m, n, c, k, at["out_hw"]))
 
 
 @graph_pass("winograd")
@@ -62,8 +80,9 @@ def winograd(graph: Graph) -> Graph:
     """3x3 stride-1 BlockedConv -> WinogradInput, WinogradMatMul, WinogradOutput (mutates the graph)."""
     out: list[Node] = []
     dropped = set()
+    after = layers_after(graph)
     for node in graph.nodes:
-        m = choose(node) if node.op == "BlockedConv" else None
+        m = choose(node, after[node]) if node.op == "BlockedConv" else None
         if m is None:
             out.append(node)
             continue
