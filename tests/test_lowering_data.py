@@ -185,3 +185,13 @@ def test_optimizers_and_ml():
               helper.make_node("ArrayFeatureExtractor", ["x", "idx"], ["afe"], domain="ai.onnx.ml")]
     outs += ["bin", "afe"]
     check(nodes, feeds, outs, opset=22, rtol=1e-5, atol=1e-6, domains={tr: 1, "ai.onnx.ml": 3})
+
+
+@pytest.mark.parametrize("shape,perm", [((2, 37, 3, 20), (0, 2, 3, 1)), ((33, 17), (1, 0)),
+                                        ((3, 5, 40), (2, 0, 1)), ((2, 3, 40, 19), (0, 3, 1, 2)),
+                                        ((4, 18, 6), (0, 2, 1))])
+def test_transposes_that_move_the_last_axis_copy_tiles(shape, perm):
+    """The input's last axis moves: 16 x 16 tiles (kiln/ops/shape_lower.py), ragged at the edges;
+    the result is exactly numpy's transpose."""
+    x = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    check([helper.make_node("Transpose", ["x"], ["y"], perm=list(perm))], {"x": x}, ["y"])

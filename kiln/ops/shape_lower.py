@@ -10,7 +10,7 @@ import numpy as np
 
 from ..lower.context import LowerCtx, NotLowerable, TensorRef, lower_elementwise
 from ..lower.exprs import binop, c, cast, maximum, minimum, select
-from ..lower.loopir import Assign, Bin, Const, If, Let, Store, Var, add, mul, sub
+from ..lower.loopir import Assign, Bin, Const, For, If, Let, Store, Var, add, mul, sub
 
 
 def copy_input(ctx: LowerCtx):
@@ -33,6 +33,9 @@ def lower_dropout(ctx: LowerCtx):
     return body
 
 
+TRANSPOSE_TILE = 16      # a transpose that moves the input's last axis copies 16 x 16 tiles
+
+
 def lower_transpose(ctx: LowerCtx):
     x, y = ctx.inputs[0], ctx.outputs[0]
     perm = ctx.attrs["perm"]
@@ -44,7 +47,44 @@ def lower_transpose(ctx: LowerCtx):
         for k, p in enumerate(perm):           # output axis k walks input axis p
             src = add(src, mul(idx[k], strides[p]))
         return [Store(y.buf, ctx.index(y, idx), x.load(src))]
-    return ctx.loops(y.shape, body) if y.rank else [Store(y.buf, Const(0), x.load(Const(0)))]
+    if not y.rank:
+        return [Store(y.buf, Const(0), x.load(Const(0)))]
+    if perm[-1] == x.rank - 1:
+        return ctx.loops(y.shape, body)
+    return _tiled_transpose(ctx, y, perm.index(x.rank - 1), body)
+
+
+def _tiled_transpose(ctx: LowerCtx, y: TensorRef, q: int, body) -> list:
+    """The input's last axis becomes output axis q, not the last: the plain nest would read the
+    input with a large stride in its inner loop (one cache line per element, rows a multiple of
+    4 KiB apart sharing L1 sets: BERT's K^T, [128, 12, 64] -> [12, 64, 128], ran at 1.4 ns per
+    element). Axes q and the last are cut into TRANSPOSE_TILE x TRANSPOSE_TILE tiles: the other
+    axes and the tiles form the (parallel) outer nest; a tile's inner loop writes a contiguous run
+    of output, its reads are TRANSPOSE_TILE lines that stay in L1 for the whole tile (K^T above:
+    68 -> 19 us)."""
+    T, last = TRANSPOSE_TILE, y.rank - 1
+    idx = [Var(ctx.fresh("i")) for _ in range(y.rank)]
+    tq, tl = Var(ctx.fresh("tq")), Var(ctx.fresh("tl"))
+    nq, nl = Var(ctx.fresh("nq")), Var(ctx.fresh("nl"))
+
+    def extent(t, dim):
+        return Bin("min", Const(T), sub(dim, mul(t, Const(T))), "i64")
+    inner_idx = list(idx)
+    uq, ul = Var(ctx.fresh("u")), Var(ctx.fresh("u"))
+    inner_idx[q] = add(mul(tq, Const(T)), uq)
+    inner_idx[last] = add(mul(tl, Const(T)), ul)
+    inner = [Let(nq.name, extent(tq, y.shape[q]), "i64"), Let(nl.name, extent(tl, y.shape[last]), "i64"),
+             For(uq.name, nq, [For(ul.name, nl, body(inner_idx))])]
+    loops = [(tl.name, _cdiv(y.shape[last], T)), (tq.name, _cdiv(y.shape[q], T))]
+    loops += [(idx[k].name, y.shape[k]) for k in reversed(range(y.rank)) if k not in (q, last)]
+    stmts = inner
+    for n, (name, ext) in enumerate(loops):
+        stmts = [For(name, ext, stmts, "parallel" if n == len(loops) - 1 else "serial")]
+    return stmts
+
+
+def _cdiv(a, b: int):
+    return Bin("/", add(a, Const(b - 1)), Const(b), "i64")
 
 
 def _axis(ctx, rank):
