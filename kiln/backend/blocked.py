@@ -127,7 +127,7 @@ def vector_typedef(v: int) -> str:
 
 def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
     """Accumulators start at the bias in the first chunk of input blocks, at the partial sums
-    stored in y in the later ones."""
+    stored in y in the later ones (with sum_blocks: at zero, _stores adds them to y)."""
     V, out = _vec(g), []
     for b, row in enumerate(acc):
         if g.bias and g.sum_blocks:
