@@ -216,10 +216,10 @@ static __attribute__((unused)) void kiln_gemm_pack_a_{n}(const float* restrict A
         #pragma GCC unroll {mr}
         for (int64_t r = 0; r < {mr}; ++r) dst[k * {mr} + r] = src[k * cs + r] * alpha;
       }}
-    }} else {{
+    }} else {{          /* a last panel of fewer rows: the tiles over it read only those */
       for (int64_t k = 0; k < kc; ++k)
-        for (int64_t r = 0; r < {mr}; ++r)
-          dst[k * {mr} + r] = r < rows ? A[(p + r) * rs + k * cs] * alpha : 0.0f;
+        for (int64_t r = 0; r < rows; ++r)
+          dst[k * {mr} + r] = A[(p + r) * rs + k * cs] * alpha;
     }}
   }}
 }}
