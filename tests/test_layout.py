@@ -259,3 +259,39 @@ def test_residual_block_with_max_pool_runs_blocked_end_to_end():
     x = rand(2, 3, 33, 31)
     ref = kiln.compile(model, target="interpret", opt_level=0).run({"x": x})[0]
     np.testing.assert_allclose(mod.run({"x": x})[0], ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lo, hi", [(0.0, 6.0), (-0.5, None), (None, 0.25)])
+def test_a_fused_clip_runs_in_the_kernels_registers(lo, hi):
+    """Conv + Clip (constant bounds) fuse into one BlockedConv kernel that clamps its results
+    before the final store (ConvRow.clamp; no separate pass): depthwise, a whole-plane tile and
+    input channels past one L1 chunk (the clamp only on the finished sums). NaN stays NaN and
+    huge values are cut to the bound, as numpy's clip does."""
+    convs = [(24, 24, 13, 13, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=24)),
+             (32, 48, 7, 7, dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])),
+             (288, 16, 5, 6, dict(kernel_shape=[1, 1]))]
+    nodes, inits, inputs, outputs, feeds, refs = [], [], [], [], {}, []
+    bounds = []
+    for name, v in (("lo", lo), ("hi", hi)):
+        if v is not None:
+            inits.append(numpy_helper.from_array(np.array(v, np.float32), name))
+        bounds.append(name if v is not None else "")
+    for k, (c, m, h, w, attrs) in enumerate(convs):
+        g = attrs.get("group", 1)
+        wt, bias, x = rand(m, c // g, *attrs["kernel_shape"]), rand(m), rand(1, c, h, w)
+        x[0, 0, 2, 3], x[0, 1, 4, 4] = np.nan, 1e30
+        nodes += [helper.make_node("Conv", [f"x{k}", f"w{k}", f"b{k}"], [f"t{k}"], **attrs),
+                  helper.make_node("Clip", [f"t{k}", *bounds], [f"y{k}"])]
+        inits += [numpy_helper.from_array(wt, f"w{k}"), numpy_helper.from_array(bias, f"b{k}")]
+        inputs.append(f32(f"x{k}", [1, c, h, w]))
+        outputs.append(f32(f"y{k}", None))
+        feeds[f"x{k}"] = x
+        with np.errstate(invalid="ignore", over="ignore"):
+            refs.append(np.clip(conv_ref(x, wt, bias, attrs), lo, hi))
+    model = helper.make_model(helper.make_graph(nodes, "clips", inputs, outputs, initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    mod = kiln.compile(model, target="cpu", opt_level=3, native_only=True, disable=["winograd"])
+    assert [nd.attrs["body"].nodes[0].op for nd in mod.graph.nodes if nd.op == "Fused"] == ["BlockedConv"] * 3
+    for got, ref in zip(mod.run(feeds), refs):
+        assert np.isnan(ref).any() and np.array_equal(np.isnan(got), np.isnan(ref))
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)

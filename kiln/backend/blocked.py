@@ -65,6 +65,8 @@ class ConvRow:
     regs: int = 16        # vector registers of the target (32 with AVX-512VL: bigger tiles)
     bias: bool = True     # False: sums start at zero, `bias` is not read (Winograd's products)
     prefetch: bool = False  # each call prefetches the next call's weights (the next output blocks)
+    clamp: tuple | None = None  # (lo, hi): results limited to [lo, hi] in registers before the
+                          # final store (a fused Relu or Clip); hi may be inf
     sum_blocks: int = 0   # >0: at most this many input blocks per pass, each pass's sum from zero
                           # then added to y (pairwise-like: less rounding); 0: passes as L1
                           # allows, each continuing the running sum stored in y
@@ -120,9 +122,18 @@ def _vec(g: ConvRow) -> str:
 
 
 def vector_typedef(v: int) -> str:
-    """The vector type kiln_bv<v> of the generated functions (defined once per translation unit)."""
-    return (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float kiln_bv{v} __attribute__((vector_size"
-            f"({4 * v}), aligned(4), may_alias));\n#endif")
+    """The vector type kiln_bv<v> of the generated functions (defined once per translation unit),
+    and kiln_bv<v>_max/_min against a number: per lane, the number where it is larger/smaller, else
+    the lane (a NaN lane stays NaN), as a mask blend (plain C has no vector ?:)."""
+    t, m = f"kiln_bv{v}", f"kiln_bm{v}"
+    cs = ", ".join(["c"] * v)
+    return (f"#ifndef KILN_BV{v}\n#define KILN_BV{v}\ntypedef float {t} __attribute__((vector_size"
+            f"({4 * v}), aligned(4), may_alias));\n"
+            f"typedef int32_t {m} __attribute__((vector_size({4 * v})));\n"
+            f"static inline {t} {t}_max({t} a, float c) {{ const {t} cv = {{{cs}}}; "
+            f"const {m} k = cv > a; return ({t})((({m})a & ~k) | (({m})cv & k)); }}\n"
+            f"static inline {t} {t}_min({t} a, float c) {{ const {t} cv = {{{cs}}}; "
+            f"const {m} k = cv < a; return ({t})((({m})a & ~k) | (({m})cv & k)); }}\n#endif")
 
 
 def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
@@ -213,13 +224,35 @@ def _channel_loop(g: ConvRow, nb: int, wbase, xs: list, acc, indent: str) -> lis
     return out
 
 
+def _clamped(g: ConvRow, accs: list, indent: str = "  ") -> list[str]:
+    """The fused clamp on accumulators, before their final store."""
+    if g.clamp is None:
+        return []
+    lo, hi = g.clamp
+    V, out = _vec(g), []
+    for a in accs:
+        if lo != float("-inf"):
+            out.append(f"{indent}{a} = {V}_max({a}, {float(lo)!r}f);")
+        if hi != float("inf"):
+            out.append(f"{indent}{a} = {V}_min({a}, {float(hi)!r}f);")
+    return out
+
+
 def _stores(g: ConvRow, acc, yoff) -> list[str]:
     V = _vec(g)
+    flat = [a for row in acc for a in row]
+    if g.clamp is not None:
+        assert not g.sum_blocks, "a clamp on chunked sums from zero"
+        # only the last chunk of input blocks holds the finished sums
+        clamp = _clamped(g, flat, "    ")
+        pre = ["  if (ice == %d) {" % g.icb] + clamp + ["  }"]
+    else:
+        pre = []
     if g.sum_blocks:
         later = [f"    *({V}*)(y + {yoff(b, p)}) += {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
         first = [f"    *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
         return ["  if (icc) {"] + later + ["  } else {"] + first + ["  }"]
-    return [f"  *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
+    return pre + [f"  *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
 
 
 def _taps_by_column(g: ConvRow, nb: int, n: int, valid, wstride: int, acc) -> list[str]:
@@ -303,6 +336,7 @@ def _dw_tile(g: ConvRow, n: int, ow0: int | None) -> list[str]:
         out.append(f"    {{ const {V} xv = *(const {V}*)(xr + {off * v}); " +
                    " ".join(f"{acc[p]} += w{kw} * xv;" for p, kw in reads[off]) + " }")
     out.append("  }")
+    out += _clamped(g, acc)
     for p in range(n):
         out.append(f"  *({V}*)(y + ({col} + {p}) * {v}) = {acc[p]};")
     out.append("}")

@@ -24,10 +24,11 @@ PRELUDE = r"""#include <stdint.h>
 #define KILN_EXPORT __attribute__((visibility("default")))
 #endif
 /* min/max that propagate NaN, as numpy and ONNX do */
-static inline float kiln_minf(float a, float b) { return (a != a || a < b) ? a : (b != b ? b : (a < b ? a : b)); }
-static inline float kiln_maxf(float a, float b) { return (a != a || a > b) ? a : (b != b ? b : (a > b ? a : b)); }
-static inline double kiln_min(double a, double b) { return (a != a || a < b) ? a : (b != b ? b : (a < b ? a : b)); }
-static inline double kiln_max(double a, double b) { return (a != a || a > b) ? a : (b != b ? b : (a > b ? a : b)); }
+/* (a is NaN, or the smaller/larger) ? a : b -- b when b is NaN, or a and b compare equal */
+static inline float kiln_minf(float a, float b) { return (a != a || a < b) ? a : b; }
+static inline float kiln_maxf(float a, float b) { return (a != a || a > b) ? a : b; }
+static inline double kiln_min(double a, double b) { return (a != a || a < b) ? a : b; }
+static inline double kiln_max(double a, double b) { return (a != a || a > b) ? a : b; }
 static inline int64_t kiln_floordiv(int64_t a, int64_t b) { int64_t q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 static inline int64_t kiln_floormod(int64_t a, int64_t b) { int64_t r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 static inline float kiln_roundf(float x) { return nearbyintf(x); }
@@ -125,6 +126,11 @@ MATH["min"] = ("kiln_minf", "kiln_min")
 MATH["max"] = ("kiln_maxf", "kiln_max")
 
 
+def _not_nan_const(e):
+    """e when it is a constant number that is not NaN, else None."""
+    return e if isinstance(e, Const) and isinstance(e.value, (int, float)) and e.value == e.value else None
+
+
 def ident(s: str, prefix: str = "n") -> str:
     """A C identifier made from any string (model names are untrusted)."""
     out = re.sub(r"[^A-Za-z0-9_]", "_", s)
@@ -176,6 +182,13 @@ class CRenderer:
             op, dt = e.op, e.a.dtype
             if op in ("min", "max"):
                 if dt in FLOATS:
+                    const = _not_nan_const(e.b) or _not_nan_const(e.a)
+                    if const:
+                        # against a number: one compare, the other operand when unordered, so a NaN
+                        # still propagates (and vmaxps/vminps do it in one instruction)
+                        x = a if const is e.b else b
+                        c_ = self.expr(const)
+                        return f"({c_} {'<' if op == 'min' else '>'} {x} ? {c_} : {x})"
                     return f"{MATH[op][dt == 'f64']}({a}, {b})"
                 return f"(({a}) {'<' if op == 'min' else '>'} ({b}) ? ({a}) : ({b}))"
             if op == "%" and dt in FLOATS:

@@ -66,6 +66,9 @@ class LowerCtx:
         # in place. An anchor lowering that applies it per tile sets epilogue_done.
         self.epilogue = None
         self.epilogue_done = False
+        # the epilogue when it is only a clamp (Relu, Clip with constant bounds): (lo, hi), which
+        # an anchor may apply to its results in registers instead (it then sets epilogue_done)
+        self.clamp: tuple[float, float] | None = None
 
     def fresh(self, prefix: str = "t") -> str:
         self._counter[0] += 1

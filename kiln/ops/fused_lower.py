@@ -43,7 +43,9 @@ def _input_env(ctx: LowerCtx, body, out_ref: TensorRef, flat, idx, only=None) ->
             continue
         if ref.rank > out_ref.rank:
             raise NotLowerable("a fused input of higher rank than the result")
-        if same_shape(ref, out_ref):
+        if ref.data is not None and ref.data.size == 1 and ref.dtype in ("f32", "f64"):
+            env[v] = Const(float(ref.data.reshape(-1)[0]), ref.dtype)   # a scalar constant: a literal
+        elif same_shape(ref, out_ref):
             env[v] = ref.load(flat)
         elif idx is None:
             raise NotLowerable("broadcast input without a multi-index")
@@ -92,6 +94,7 @@ def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
         env[anchor.outputs[0]] = Load(out.buf, flat, out.dtype)
         return _chain(ctx, chain, env, out, flat, idx)
     actx.epilogue = epilogue
+    actx.clamp = _clamp(chain, anchor, body, ctx)
     if d.lower is not None:
         stmts = d.lower(actx)
     else:
@@ -103,6 +106,33 @@ def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
     if not out.rank:
         return stmts + epilogue(Const(0), [])
     return stmts + ctx.loops(out.shape, lambda idx: epilogue(ctx.index(out, idx), idx))
+
+
+def _clamp(chain, anchor, body, ctx) -> tuple[float, float] | None:
+    """(lo, hi) when the chain is one Relu or a Clip with constant (or no) bounds on the anchor's
+    result, else None."""
+    if len(chain) != 1 or chain[0].inputs[0] is not anchor.outputs[0] or anchor.outputs[0].type.dtype.name != "f32":
+        return None
+    node = chain[0]
+    if node.op == "Relu":
+        return 0.0, float("inf")
+    if node.op != "Clip":
+        return None
+    pos = {v: k for k, v in enumerate(body.inputs)}
+    bounds = []
+    for k, default in ((1, -float("inf")), (2, float("inf"))):
+        v = node.inputs[k] if len(node.inputs) > k else None
+        if v is None:
+            bounds.append(default)
+            continue
+        ref = ctx.inputs[pos[v]] if v in pos else None
+        if ref is None or ref.data is None or ref.data.size != 1:
+            return None
+        value = float(ref.data.reshape(-1)[0])
+        if value != value:
+            return None
+        bounds.append(value)
+    return bounds[0], bounds[1]
 
 
 LOWER = {"Fused": lower_fused}

@@ -68,11 +68,12 @@ def lower_blocked_conv(ctx):
         rows = OH * OW // chunk
         g = ConvRow(False, icb, cb, xs_cb=strides[0], xs_h=0, xs_w=v, xs_c=1, H=1, W=chunk, KH=1, KW=1,
                     SH=1, SW=1, PH=0, PW=0, DH=1, DW=1, OH=1, OW=chunk, vw=v, ys_b=OH * OW * v,
-                    regs=vector_registers(), prefetch=_ahead(rows))
+                    regs=vector_registers(), prefetch=_ahead(rows), clamp=ctx.clamp)
     else:
         rows = 1 if plane else OH
         g = ConvRow(depthwise, icb, cb, *strides, H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW, v,
-                    plane=plane, regs=vector_registers(), prefetch=not depthwise and _ahead(rows))
+                    plane=plane, regs=vector_registers(), prefetch=not depthwise and _ahead(rows),
+                    clamp=ctx.clamp)
     fn = conv_row(g)
     t = Var(ctx.fresh("t"))
     width = g.OW * (OH if plane else 1)             # pixels per call
@@ -99,7 +100,11 @@ def lower_blocked_conv(ctx):
         call = CallC(fn, (Ref(x.buf, xoff, "f32"), Ref(w.buf, mul(ob, Const(wstride)), "f32"),
                           Ref(b.buf, mul(ob, Const(v)), "f32"), Ref(y.buf, ybase, "f32"),
                           Const(0) if chunk else r, nb))
-    body = [call] + block_epilogue(ctx, n, ob, nb, ybase, p0, width, (OH, OW), v)
+    if ctx.clamp is not None:           # the fused Relu / Clip ran in the kernel's registers
+        ctx.epilogue_done = True
+        body = [call]
+    else:
+        body = [call] + block_epilogue(ctx, n, ob, nb, ybase, p0, width, (OH, OW), v)
     return [For(t.name, mul(N, Const(groups * rows)), body, "parallel")]
 
 

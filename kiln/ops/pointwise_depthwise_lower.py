@@ -29,7 +29,7 @@ def lower_pointwise_depthwise(ctx):
     OH, OW = at["out_hw"]
     # the depthwise conv as lower_blocked_conv would run it, row by row over the expanded plane
     dw = ConvRow(True, OCb, v, H * W * v, W * v, v, 1, H, W, KH, KW, *at["strides"], *at["pads"][:2],
-                 *at["dilations"], OH, OW, v, regs=vector_registers())
+                 *at["dilations"], OH, OW, v, regs=vector_registers(), clamp=ctx.clamp)
     fn = pointwise_depthwise(PwDwGeometry(icb, dw, float(at["clip"][0]), float(at["clip"][1]), nb=NB))
     groups = -(-OCb // NB)
     t = Var(ctx.fresh("t"))
@@ -40,8 +40,10 @@ def lower_pointwise_depthwise(ctx):
                        Ref(w1.buf, mul(ob, Const(icb * v * v)), "f32"), Ref(b1.buf, mul(ob, Const(v)), "f32"),
                        Ref(w2.buf, mul(ob, Const(KH * KW * v)), "f32"), Ref(b2.buf, mul(ob, Const(v)), "f32"),
                        Ref(y.buf, ybase, "f32"), nb))]
-    # the fused chain on the group's finished output planes (nb blocks of OH x OW pixels)
-    body += block_epilogue(ctx, n, ob, nb, ybase, Const(0), OH * OW, (OH, OW), v)
+    if ctx.clamp is not None:           # a fused Relu / Clip: in the depthwise rows' registers
+        ctx.epilogue_done = True
+    else:   # the fused chain on the group's finished output planes (nb blocks of OH x OW pixels)
+        body += block_epilogue(ctx, n, ob, nb, ybase, Const(0), OH * OW, (OH, OW), v)
     return [For(t.name, mul(y.shape[0], Const(groups)), body, "parallel")]
 
 LOWER = {"PointwiseDepthwise": lower_pointwise_depthwise}
