@@ -34,6 +34,7 @@ class WinoGeometry:
     PL: int
     xi_stride: int    # floats between two points xi in V or M: a point's (padded) slab
     vw: int = 8
+    clamp: tuple | None = None  # output transform: (lo, hi), a fused Relu / Clip on each result
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -73,6 +74,18 @@ def _two_sided(mat: np.ndarray, src, dst: str, V: str, indent: str) -> list[str]
             out.append(f"{indent}const {V} {dst}{i}_{j} = "
                        f"{_lincomb(mat[j], [f'{dst}t{i}_{l}' for l in range(cols)])};")
     return out
+
+
+def _clamped(g: WinoGeometry, x: str) -> str:
+    """x limited to g.clamp (kiln_bv<v>_max/_min of kiln/backend/blocked.py), or x."""
+    if g.clamp is None:
+        return x
+    lo, hi = g.clamp
+    if lo != float("-inf"):
+        x = f"{_vec(g)}_max({x}, {float(lo)!r}f)"
+    if hi != float("inf"):
+        x = f"{_vec(g)}_min({x}, {float(hi)!r}f)"
+    return x
 
 
 def _register(g: WinoGeometry, kind: str, source) -> str:
@@ -145,8 +158,8 @@ def _output_source(g: WinoGeometry, fn: str) -> str:
                for k in range(a) for l in range(a)]
         out += _two_sided(at, lambda k, l: f"s{k}_{l}", "o", V, "    ")
         for i in range(m):
-            stores = " ".join(f"*({V}*)(yt + {i * g.OW * v} + ({tw} * {m} + {j}) * {v}) = o{i}_{j} + b;"
-                              for j in range(cols))
+            stores = " ".join(f"*({V}*)(yt + {i * g.OW * v} + ({tw} * {m} + {j}) * {v}) = "
+                              f"{_clamped(g, f'o{i}_{j} + b')};" for j in range(cols))
             out.append(f"    {stores}" if i == 0 else f"    if ({i} < rows) {{ {stores} }}")
         return out
 
