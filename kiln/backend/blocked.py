@@ -67,7 +67,7 @@ class ConvRow:
     prefetch: bool = False  # each call prefetches the next call's weights (the next output blocks)
     clamp: tuple | None = None  # (lo, hi): results limited to [lo, hi] in registers before the
                           # final store (a fused Relu or Clip); hi may be inf
-    sum_blocks: int = 0   # >0: at most this many input blocks per pass, each pass's sum from zero
+    sum_blocks: int = 0   # >0 (bias False): at most this many input blocks per pass, each from zero
                           # then added to y (pairwise-like: less rounding); 0: passes as L1
                           # allows, each continuing the running sum stored in y
 
@@ -140,12 +140,10 @@ def _acc_init(g: ConvRow, acc: list, yoff) -> list[str]:
     """Accumulators start at the bias in the first chunk of input blocks, at the partial sums
     stored in y in the later ones (with sum_blocks: at zero, _stores adds them to y)."""
     V, out = _vec(g), []
+    assert not (g.bias and g.sum_blocks), "sum_blocks sums from zero: no bias"
     for b, row in enumerate(acc):
-        if g.bias and g.sum_blocks:
-            out.append(f"  {V} bias{b} = {{0}}; if (!icc) bias{b} = *(const {V}*)(bias + {b * g.vw});")
-        else:
-            out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});" if g.bias else
-                       f"  const {V} bias{b} = {{0}};")
+        out.append(f"  const {V} bias{b} = *(const {V}*)(bias + {b * g.vw});" if g.bias else
+                   f"  const {V} bias{b} = {{0}};")
         if g.sum_blocks:        # each chunk's sum starts at zero; _stores adds it to y
             out.append("  " + f"{V} " + ", ".join(f"{a} = bias{b}" for a in row) + ";")
         else:
@@ -224,35 +222,36 @@ def _channel_loop(g: ConvRow, nb: int, wbase, xs: list, acc, indent: str) -> lis
     return out
 
 
-def _clamped(g: ConvRow, accs: list, indent: str = "  ") -> list[str]:
+def clamped(vw: int, x: str, clamp: tuple | None) -> str:
+    """The C vector expression x limited to clamp = (lo, hi) (either may be infinite), or x."""
+    if clamp is None:
+        return x
+    lo, hi = clamp
+    if lo != float("-inf"):
+        x = f"kiln_bv{vw}_max({x}, {float(lo)!r}f)"
+    if hi != float("inf"):
+        x = f"kiln_bv{vw}_min({x}, {float(hi)!r}f)"
+    return x
+
+
+def _clamps(g: ConvRow, accs: list, indent: str = "  ") -> list[str]:
     """The fused clamp on accumulators, before their final store."""
     if g.clamp is None:
         return []
-    lo, hi = g.clamp
-    V, out = _vec(g), []
-    for a in accs:
-        if lo != float("-inf"):
-            out.append(f"{indent}{a} = {V}_max({a}, {float(lo)!r}f);")
-        if hi != float("inf"):
-            out.append(f"{indent}{a} = {V}_min({a}, {float(hi)!r}f);")
-    return out
+    return [f"{indent}{a} = {clamped(g.vw, a, g.clamp)};" for a in accs]
 
 
 def _stores(g: ConvRow, acc, yoff) -> list[str]:
     V = _vec(g)
-    flat = [a for row in acc for a in row]
-    if g.clamp is not None:
-        assert not g.sum_blocks, "a clamp on chunked sums from zero"
-        # only the last chunk of input blocks holds the finished sums
-        clamp = _clamped(g, flat, "    ")
-        pre = ["  if (ice == %d) {" % g.icb] + clamp + ["  }"]
-    else:
-        pre = []
+    at = [(f"*({V}*)(y + {yoff(b, p)})", a) for b, row in enumerate(acc) for p, a in enumerate(row)]
     if g.sum_blocks:
-        later = [f"    *({V}*)(y + {yoff(b, p)}) += {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
-        first = [f"    *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
-        return ["  if (icc) {"] + later + ["  } else {"] + first + ["  }"]
-    return pre + [f"  *({V}*)(y + {yoff(b, p)}) = {a};" for b, row in enumerate(acc) for p, a in enumerate(row)]
+        assert g.clamp is None, "a clamp on chunked sums from zero"
+        return (["  if (icc) {"] + [f"    {dst} += {a};" for dst, a in at] + ["  } else {"] +
+                [f"    {dst} = {a};" for dst, a in at] + ["  }"])
+    # only the last chunk of input blocks holds the finished sums
+    pre = ([f"  if (ice == {g.icb}) {{"] + _clamps(g, [a for _, a in at], "    ") + ["  }"]
+           if g.clamp is not None else [])
+    return pre + [f"  {dst} = {a};" for dst, a in at]
 
 
 def _taps_by_column(g: ConvRow, nb: int, n: int, valid, wstride: int, acc) -> list[str]:
@@ -336,7 +335,7 @@ def _dw_tile(g: ConvRow, n: int, ow0: int | None) -> list[str]:
         out.append(f"    {{ const {V} xv = *(const {V}*)(xr + {off * v}); " +
                    " ".join(f"{acc[p]} += w{kw} * xv;" for p, kw in reads[off]) + " }")
     out.append("  }")
-    out += _clamped(g, acc)
+    out += _clamps(g, acc)
     for p in range(n):
         out.append(f"  *({V}*)(y + ({col} + {p}) * {v}) = {acc[p]};")
     out.append("}")

@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from ..ops.winograd import matrices, tiles
-from .blocked import GENERATED, vector_typedef
+from .blocked import GENERATED, clamped, vector_typedef
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,6 @@ def _two_sided(mat: np.ndarray, src, dst: str, V: str, indent: str) -> list[str]
             out.append(f"{indent}const {V} {dst}{i}_{j} = "
                        f"{_lincomb(mat[j], [f'{dst}t{i}_{l}' for l in range(cols)])};")
     return out
-
-
-def _clamped(g: WinoGeometry, x: str) -> str:
-    """x limited to g.clamp (kiln_bv<v>_max/_min of kiln/backend/blocked.py), or x."""
-    if g.clamp is None:
-        return x
-    lo, hi = g.clamp
-    if lo != float("-inf"):
-        x = f"{_vec(g)}_max({x}, {float(lo)!r}f)"
-    if hi != float("inf"):
-        x = f"{_vec(g)}_min({x}, {float(hi)!r}f)"
-    return x
 
 
 def _register(g: WinoGeometry, kind: str, source) -> str:
@@ -159,7 +147,7 @@ def _output_source(g: WinoGeometry, fn: str) -> str:
         out += _two_sided(at, lambda k, l: f"s{k}_{l}", "o", V, "    ")
         for i in range(m):
             stores = " ".join(f"*({V}*)(yt + {i * g.OW * v} + ({tw} * {m} + {j}) * {v}) = "
-                              f"{_clamped(g, f'o{i}_{j} + b')};" for j in range(cols))
+                              f"{clamped(v, f'o{i}_{j} + b', g.clamp)};" for j in range(cols))
             out.append(f"    {stores}" if i == 0 else f"    if ({i} < rows) {{ {stores} }}")
         return out
 

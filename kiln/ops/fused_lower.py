@@ -43,8 +43,8 @@ def _input_env(ctx: LowerCtx, body, out_ref: TensorRef, flat, idx, only=None) ->
             continue
         if ref.rank > out_ref.rank:
             raise NotLowerable("a fused input of higher rank than the result")
-        if ref.data is not None and ref.data.size == 1 and ref.dtype in ("f32", "f64"):
-            env[v] = Const(float(ref.data.reshape(-1)[0]), ref.dtype)   # a scalar constant: a literal
+        if (value := _scalar(ref)) is not None and ref.dtype in ("f32", "f64"):
+            env[v] = Const(value, ref.dtype)            # a scalar constant: a literal
         elif same_shape(ref, out_ref):
             env[v] = ref.load(flat)
         elif idx is None:
@@ -108,6 +108,13 @@ def _lower_epilogue(ctx: LowerCtx, body, out: TensorRef):
     return stmts + ctx.loops(out.shape, lambda idx: epilogue(ctx.index(out, idx), idx))
 
 
+def _scalar(ref: TensorRef | None) -> float | None:
+    """The value of a one-element compile-time constant input, else None."""
+    if ref is None or ref.data is None or ref.data.size != 1:
+        return None
+    return float(ref.data.reshape(-1)[0])
+
+
 def _clamp(chain, anchor, body, ctx) -> tuple[float, float] | None:
     """(lo, hi) when the chain is one Relu or a Clip with constant (or no) bounds on the anchor's
     result, else None."""
@@ -125,11 +132,8 @@ def _clamp(chain, anchor, body, ctx) -> tuple[float, float] | None:
         if v is None:
             bounds.append(default)
             continue
-        ref = ctx.inputs[pos[v]] if v in pos else None
-        if ref is None or ref.data is None or ref.data.size != 1:
-            return None
-        value = float(ref.data.reshape(-1)[0])
-        if value != value:
+        value = _scalar(ctx.inputs[pos[v]]) if v in pos else None
+        if value is None or value != value:
             return None
         bounds.append(value)
     return bounds[0], bounds[1]

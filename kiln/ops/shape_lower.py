@@ -11,6 +11,7 @@ import numpy as np
 from ..lower.context import LowerCtx, NotLowerable, TensorRef, lower_elementwise
 from ..lower.exprs import binop, c, cast, maximum, minimum, select
 from ..lower.loopir import Assign, Bin, Const, For, If, Let, Store, Var, add, mul, sub
+from .gemm_lower import _cdiv, _min
 
 
 def copy_input(ctx: LowerCtx):
@@ -68,7 +69,7 @@ def _tiled_transpose(ctx: LowerCtx, y: TensorRef, q: int, body) -> list:
     nq, nl = Var(ctx.fresh("nq")), Var(ctx.fresh("nl"))
 
     def extent(t, dim):
-        return Bin("min", Const(T), sub(dim, mul(t, Const(T))), "i64")
+        return _min(Const(T), sub(dim, mul(t, Const(T))))
     inner_idx = list(idx)
     uq, ul = Var(ctx.fresh("u")), Var(ctx.fresh("u"))
     inner_idx[q] = add(mul(tq, Const(T)), uq)
@@ -81,10 +82,6 @@ def _tiled_transpose(ctx: LowerCtx, y: TensorRef, q: int, body) -> list:
     for n, (name, ext) in enumerate(loops):
         stmts = [For(name, ext, stmts, "parallel" if n == len(loops) - 1 else "serial")]
     return stmts
-
-
-def _cdiv(a, b: int):
-    return Bin("/", add(a, Const(b - 1)), Const(b), "i64")
 
 
 def _axis(ctx, rank):

@@ -85,8 +85,7 @@ def lower_winograd_output(ctx):
     OH, OW = at["out_hw"]
     ocb, v = _const(y.shape[1], "output channel blocks"), _const(mm.shape[-1], "the block")
     blocks, T = (_const(d, "the products' slab") for d in mm.shape[2:4])
-    clamp = ctx.clamp
-    g = WinoGeometry(m, 0, 0, OH, OW, 0, 0, xi_stride=blocks * T * v, vw=v, clamp=clamp)
+    g = WinoGeometry(m, 0, 0, OH, OW, 0, 0, xi_stride=blocks * T * v, vw=v, clamp=ctx.clamp)
     th_n, tw_n = g.grid
     fn = output_transform(g)
     t = Var(ctx.fresh("t"))
@@ -96,7 +95,7 @@ def lower_winograd_output(ctx):
     ybase = add(mul(plane, Const(OH * OW * v)), mul(th, Const(m * OW * v)))
     body = [CallC(fn, (Ref(mm.buf, moff, "f32"), Ref(b.buf, mul(ob, Const(v)), "f32"),
                        Ref(y.buf, mul(plane, Const(OH * OW * v)), "f32"), th))]
-    if clamp is not None:               # a fused Relu / Clip: in the transform, before the stores
+    if ctx.clamp is not None:           # a fused Relu / Clip: in the transform, before the stores
         ctx.epilogue_done = True
     elif ctx.epilogue is not None:
         # the fused chain on the tile row's finished output rows

@@ -9,8 +9,8 @@ weights and memory traffic. F(2, 3) does 2.25x fewer multiplications than the di
 memory once per run (a network's weights do not stay in cache between runs), and the transformed
 tiles V and M go through the cache between the three ops. Each option is priced as FLOPs at the
 GEMM's sustained rate plus weight bytes at memory bandwidth plus V/M bytes at cache bandwidth; the
-cheapest of direct and the allowed tile sizes (TILE_SIZES, below; F(4, 3) only from
-F4_MIN_CHANNELS input channels, for its rounding error) wins.
+cheapest of direct and the allowed tile sizes (TILE_SIZES, below; F(4, 3) only where at most
+F4_MAX_LAYERS_AFTER mixing layers follow, for its rounding error) wins.
 """
 from __future__ import annotations
 
